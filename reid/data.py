@@ -1,0 +1,213 @@
+"""Datasets: which photo shows which individual, when, where and under which light.
+
+A dataset is either a folder with one sub-folder per individual, or a CSV manifest with the
+columns ``path,individual`` and optionally ``date,time,condition,location,side,sighting`` plus any
+extra columns (kept in :attr:`Sample.attrs`, e.g. ``population`` for the native-vs-hybrid task).
+Manifest paths are relative to the manifest's folder unless absolute.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from reid.errors import ImageLoadError, ReIDError
+from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, prepare_image
+
+STANDARD_COLUMNS = ("date", "time", "condition", "location", "side", "sighting")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One photo of one individual. ``sighting`` groups photos taken together (one video burst,
+    the left and right flank of one encounter): they are near-duplicates and must never be split
+    across train and test."""
+
+    path: Path
+    individual: str
+    date: str = ""
+    time: str = ""
+    condition: str = ""
+    location: str = ""
+    side: str = ""
+    sighting: str = ""
+    attrs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def group(self) -> str:
+        """The unit a split keeps together: the sighting, or the photo itself if none is given."""
+        return f"{self.individual}\x1f{self.sighting or self.path}"
+
+    def get(self, column: str) -> str:
+        """A standard column or an extra one from the manifest; '' if absent."""
+        if column in STANDARD_COLUMNS or column in ("individual",):
+            return getattr(self, column)
+        return self.attrs.get(column, "")
+
+
+def read_dataset(path: str | Path) -> list[Sample]:
+    """Read a folder-per-individual tree or a CSV manifest; errors name the path and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise ReIDError(
+            f"Dataset {path} does not exist: give a folder with one sub-folder per "
+            "individual or a CSV manifest with columns path,individual."
+        )
+    samples = read_manifest(path) if path.is_file() else read_folder(path)
+    if not samples:
+        raise ReIDError(
+            f"Dataset {path} contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})."
+        )
+    return samples
+
+
+def read_folder(root: Path) -> list[Sample]:
+    """``root/<individual>/**/<image>``; each photo is its own sighting."""
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        return read_manifest(manifest)
+    samples = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                samples.append(Sample(path=file, individual=folder.name))
+    return samples
+
+
+def read_manifest(manifest: Path) -> list[Sample]:
+    """Read a CSV manifest; a row whose file is missing is an error naming the row."""
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = {"path", "individual"} - set(columns)
+        if missing:
+            raise ReIDError(
+                f"Manifest {manifest} lacks the column(s) {', '.join(sorted(missing))}: "
+                "its first line must name at least path,individual."
+            )
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    samples = []
+    for line, row in enumerate(rows, start=2):
+        samples.append(_sample_from_row(manifest, line, row))
+    return samples
+
+
+def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> Sample:
+    where = f"Manifest {manifest} line {line}"
+    if not row.get("path") or not row.get("individual"):
+        raise ReIDError(f"{where} has an empty path or individual: fill both or delete the row.")
+    file = Path(row["path"])
+    if not file.is_absolute():
+        file = manifest.parent / file
+    if not file.is_file():
+        raise ReIDError(f"{where}: the file {file} does not exist; fix the path or remove the row.")
+    extra = {k: v for k, v in row.items() if k not in ("path", "individual", *STANDARD_COLUMNS)}
+    return Sample(
+        path=file,
+        individual=row["individual"],
+        **{c: row.get(c, "") for c in STANDARD_COLUMNS},
+        attrs=extra,
+    )
+
+
+@dataclass
+class LoadedImages:
+    """Decoded, resized photos: ``images[i]`` is (S, S, 3) uint8 for ``samples[i]``."""
+
+    samples: list[Sample]
+    images: list[np.ndarray]
+    skipped: list[ImageLoadError]
+
+    def summary(self) -> str:
+        text = f"{len(self.samples)} images loaded, {len(self.skipped)} skipped"
+        return text + "".join(f"\n  skipped {e.path}: {e.reason}" for e in self.skipped)
+
+
+def load_images(
+    samples: Sequence[Sample],
+    size: int,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
+    num_threads: int = 4,
+    on_skip: Callable[[ImageLoadError], None] | None = None,
+) -> LoadedImages:
+    """Decode and resize every photo once; bad files are reported and skipped, the rest goes on."""
+
+    def work(s: Sample) -> np.ndarray | ImageLoadError:
+        try:
+            return prepare_image(s.path, size, max_pixels=max_pixels)
+        except ImageLoadError as exc:
+            return exc
+
+    out = LoadedImages([], [], [])
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:  # decoding releases the GIL
+        results = pool.map(work, samples)
+        for sample, result in tqdm(
+            zip(samples, results, strict=True),
+            total=len(samples),
+            desc="loading images",
+            disable=not progress,
+            unit="img",
+        ):
+            if isinstance(result, ImageLoadError):
+                out.skipped.append(result)
+                if on_skip:
+                    on_skip(result)
+            else:
+                out.samples.append(sample)
+                out.images.append(result)
+    return out
+
+
+def split_by_sighting(
+    samples: Sequence[Sample], val_fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices (train, val): per individual, about ``val_fraction`` of its sightings go to val.
+
+    All photos of one sighting stay on one side; an individual with a single sighting stays
+    wholly in train (it cannot be validated without leaking near-duplicates).
+    """
+    rng = random.Random(seed)
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(samples):
+        groups[s.individual][s.group].append(i)
+    train, val = [], []
+    for individual in sorted(groups):
+        sightings = sorted(groups[individual])
+        rng.shuffle(sightings)
+        n_val = round(len(sightings) * val_fraction) if len(sightings) > 1 else 0
+        n_val = min(
+            max(n_val, 1 if len(sightings) > 1 and val_fraction > 0 else 0), len(sightings) - 1
+        )
+        for k, g in enumerate(sightings):
+            (val if k < n_val else train).extend(groups[individual][g])
+    return sorted(train), sorted(val)
+
+
+def split_by_individual(
+    samples: Sequence[Sample], test_fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices (train, test) with disjoint individuals: for open-set questions."""
+    individuals = sorted({s.individual for s in samples})
+    rng = random.Random(seed)
+    rng.shuffle(individuals)
+    n_test = max(1, round(len(individuals) * test_fraction))
+    test_ids = set(individuals[:n_test])
+    train = [i for i, s in enumerate(samples) if s.individual not in test_ids]
+    test = [i for i, s in enumerate(samples) if s.individual in test_ids]
+    return train, test
+
+
+def select(samples: Iterable[Sample], column: str, values: Iterable[str]) -> list[Sample]:
+    """The samples whose ``column`` is one of ``values``."""
+    wanted = set(values)
+    return [s for s in samples if s.get(column) in wanted]

@@ -1,0 +1,80 @@
+"""ReIDModel: a timm backbone with a classifier head over individuals and an L2-normalised
+embedding head, trained together. One forward returns both, in every mode."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reid.backbone import build_backbone
+from reid.config import Config
+
+
+class ReIDOutput(NamedTuple):
+    embeddings: torch.Tensor  # (N, D) float32, L2-normalised
+    logits: torch.Tensor  # (N, C) float32, classifier scores over the training individuals
+
+
+class ReIDModel(nn.Module):
+    """(N, 3, H, W) float RGB in [0, 1] -> :class:`ReIDOutput`.
+
+    Normalisation (mean/std of the backbone's pretraining) lives inside the model as buffers,
+    so a checkpoint carries it and every caller feeds the same [0, 1] tensors.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        embedding_dim: int = 512,
+        dropout: float = 0.3,
+        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        num_features = backbone.num_features
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(num_features, num_classes)
+        # BatchNorm after the projection keeps embedding scales comparable across dimensions,
+        # the usual "BNNeck" trick from person re-ID.
+        self.embedding = nn.Sequential(
+            nn.Linear(num_features, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim)
+        )
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.embedding[0].out_features
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, F) pooled backbone features."""
+        return self.backbone((images - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> ReIDOutput:
+        feats = self.dropout(self.features(images))
+        emb = self.embedding(feats).float()
+        return ReIDOutput(F.normalize(emb, dim=1), self.classifier(feats).float())
+
+
+def build_model(cfg: Config, num_classes: int, *, pretrained: str | None = None) -> ReIDModel:
+    """Model from config; ``pretrained`` overrides the config's (checkpoints pass "none")."""
+    backbone = build_backbone(cfg.model.backbone, pretrained or cfg.model.pretrained)
+    data_cfg = backbone.pretrained_cfg or {}
+    return ReIDModel(
+        backbone,
+        num_classes,
+        embedding_dim=cfg.model.embedding_dim,
+        dropout=cfg.model.dropout,
+        mean=tuple(data_cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(data_cfg.get("std", (0.229, 0.224, 0.225))),
+    )

@@ -1,0 +1,359 @@
+"""One plain training loop: classifier + embedding heads fine-tuned together.
+
+Adam, batches of several photos per individual (MPerClassSampler), early stopping on validation
+loss, mixed precision and channels-last on a GPU, a progress bar, resume from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_metric_learning.samplers import MPerClassSampler
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from reid.augment import build_augment, to_tensor_batch
+from reid.checkpoint import BEST_NAME, LAST_NAME, atomic_torch_save, save_checkpoint
+from reid.config import Config, save_config
+from reid.data import Sample, load_images, split_by_sighting
+from reid.errors import ReIDError
+from reid.losses import ReIDLoss, build_loss
+from reid.model import ReIDModel, build_model
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    classes: list[str]
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float | None
+    num_train: int
+    num_val: int
+    num_skipped: int
+    seconds: float
+    train_images_per_s: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ReIDError(
+            f"train.device={name!r} but no CUDA GPU is visible: use train.device=cpu or auto."
+        )
+    return torch.device(name)
+
+
+class ImageSet(Dataset):
+    """Cached (S, S, 3) uint8 photos + integer labels; augments on the fly when ``augment``."""
+
+    def __init__(self, images: Sequence[np.ndarray], labels: Sequence[int], augment=None) -> None:
+        self.images, self.labels, self.augment = images, list(labels), augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        img = self.images[i]
+        if self.augment is not None:
+            img = self.augment(image=img)["image"]
+        return img, self.labels[i]
+
+
+def _collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = to_tensor_batch(np.stack([b[0] for b in batch]))
+    return images, torch.tensor([b[1] for b in batch], dtype=torch.long)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(
+    cfg: Config,
+    samples: Sequence[Sample],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train on ``samples`` and write ``out_dir/{model.pt,last.pt,config.yaml,train_log.csv}``."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed)
+    save_config(cfg, out_dir / "config.yaml")
+    loaded = load_images(
+        samples,
+        cfg.data.input_size,
+        max_pixels=cfg.data.max_image_pixels,
+        progress=progress,
+        num_threads=cfg.train.num_threads,
+    )
+    log(loaded.summary())
+    labels_text = [s.get(cfg.data.label_column) for s in loaded.samples]
+    if len(set(labels_text)) < 2:
+        raise ReIDError(
+            f"Training needs photos of at least 2 different {cfg.data.label_column} values; "
+            f"found {len(set(labels_text))} among {len(loaded.samples)} usable photos."
+        )
+    train_idx, val_idx = split_by_sighting(loaded.samples, cfg.data.val_fraction, cfg.train.seed)
+    classes = sorted({labels_text[i] for i in train_idx})
+    index = {c: k for k, c in enumerate(classes)}
+    val_idx = [i for i in val_idx if labels_text[i] in index]
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg, len(classes)).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, len(classes), cfg.model.embedding_dim).to(device)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.parameters(), "lr": cfg.train.lr},
+            {"params": loss_fn.parameters(), "lr": cfg.loss.lr},
+        ],
+        weight_decay=cfg.train.weight_decay,
+    )
+    train_set = ImageSet(
+        [loaded.images[i] for i in train_idx],
+        [index[labels_text[i]] for i in train_idx],
+        build_augment(cfg.augment, cfg.data.input_size),
+    )
+    val_set = ImageSet(
+        [loaded.images[i] for i in val_idx], [index[labels_text[i]] for i in val_idx]
+    )
+    log(
+        f"{len(classes)} classes; {len(train_set)} train / {len(val_set)} validation photos "
+        f"(split by sighting); device {device}"
+    )
+    state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
+    first_epoch = _maybe_resume(
+        out_dir / LAST_NAME, resume, model, loss_fn, optimizer, state, classes, log
+    )
+    loop = _Loop(model, loss_fn, optimizer, device, cfg, progress)
+    log_path = out_dir / "train_log.csv"
+    seen = 0
+    train_seconds = 0.0
+    epoch = first_epoch - 1
+    for epoch in range(first_epoch, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        train_stats = loop.train_epoch(train_set, epoch)
+        train_seconds += time.perf_counter() - t0
+        seen += train_stats["images"]
+        val_stats = loop.evaluate(val_set) if len(val_set) else {}
+        improved = state.update(val_stats.get("loss"), epoch)
+        row = {
+            "epoch": epoch,
+            **{f"train_{k}": v for k, v in train_stats.items()},
+            **{f"val_{k}": v for k, v in val_stats.items()},
+            "seconds": round(time.perf_counter() - t0, 2),
+            "best": improved,
+        }
+        _append_log(log_path, row)
+        log(_format_row(row))
+        if improved:
+            save_checkpoint(
+                out_dir / BEST_NAME,
+                model,
+                cfg,
+                classes,
+                extra={"loss_state": loss_fn.state_dict(), "epoch": epoch, "val": val_stats},
+            )
+        atomic_torch_save(
+            {
+                "model_state": model.state_dict(),
+                "loss_state": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "classes": classes,
+                "early_stop": asdict(state),
+            },
+            out_dir / LAST_NAME,
+        )
+        if state.should_stop():
+            log(
+                f"early stopping: validation loss has not improved by {state.min_delta} "
+                f"for {state.patience} epochs"
+            )
+            break
+    result = TrainResult(
+        out_dir,
+        out_dir / BEST_NAME,
+        classes,
+        epoch,
+        state.best_epoch,
+        state.best,
+        len(train_set),
+        len(val_set),
+        len(loaded.skipped),
+        round(time.perf_counter() - start, 1),
+        round(seen / train_seconds, 1) if train_seconds else 0.0,
+    )
+    (out_dir / "train_summary.json").write_text(
+        json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}, indent=2
+        )
+    )
+    return result
+
+
+@dataclass
+class _EarlyStop:
+    patience: int
+    min_delta: float
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, val_loss: float | None, epoch: int) -> bool:
+        """True if this epoch is the new best (always, when there is no validation set)."""
+        if val_loss is None or self.best is None or val_loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def should_stop(self) -> bool:
+        return self.best is not None and self.bad_epochs >= self.patience
+
+
+def _maybe_resume(
+    path: Path,
+    resume: bool,
+    model: ReIDModel,
+    loss_fn: ReIDLoss,
+    optimizer,
+    state: _EarlyStop,
+    classes: list[str],
+    log: Callable[[str], None],
+) -> int:
+    if not resume:
+        return 1
+    if not path.is_file():
+        raise ReIDError(f"Cannot resume: {path} does not exist (train without --resume first).")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved["classes"] != classes:
+        raise ReIDError(
+            f"Cannot resume from {path}: it was trained on other individuals; "
+            "use the same data or start a new run directory."
+        )
+    model.load_state_dict(saved["model_state"])
+    loss_fn.load_state_dict(saved["loss_state"])
+    optimizer.load_state_dict(saved["optimizer"])
+    for key, value in saved["early_stop"].items():
+        setattr(state, key, value)
+    log(f"resuming after epoch {saved['epoch']}")
+    return saved["epoch"] + 1
+
+
+class _Loop:
+    def __init__(
+        self,
+        model: ReIDModel,
+        loss_fn: ReIDLoss,
+        optimizer,
+        device: torch.device,
+        cfg: Config,
+        progress: bool,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer, self.device = model, loss_fn, optimizer, device
+        self.cfg, self.progress = cfg, progress
+        self.amp = device.type == "cuda" and cfg.train.amp
+        self.channels_last = device.type == "cuda" and cfg.train.channels_last
+        self.workers = 0 if device.type == "cpu" else min(8, torch.get_num_threads())
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return (
+            images.to(self.device, non_blocking=True, memory_format=fmt),
+            labels.to(self.device, non_blocking=True),
+        )
+
+    def _forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(images)
+        return self.loss_fn(out, labels), out
+
+    def train_epoch(self, data: ImageSet, epoch: int) -> dict[str, float]:
+        m = self.cfg.train.m_per_class
+        num_classes = len(set(data.labels))
+        batch = max(m, min(self.cfg.train.batch_size, m * num_classes) // m * m)
+        sampler = MPerClassSampler(
+            data.labels, m, batch_size=batch, length_before_new_iter=max(len(data), batch)
+        )
+        loader = DataLoader(
+            data,
+            batch_size=batch,
+            sampler=sampler,
+            drop_last=True,
+            collate_fn=_collate,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.model.train()
+        totals, n = {"loss": 0.0, "ce": 0.0, "metric": 0.0}, 0
+        bar = tqdm(
+            loader, desc=f"epoch {epoch}", disable=not self.progress, leave=False, unit="batch"
+        )
+        for images, labels in bar:
+            images, labels = self._to_device(images, labels)
+            losses, _ = self._forward(images, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            self.optimizer.step()
+            for k in totals:
+                totals[k] += float(losses[k].detach()) * len(labels)
+            n += len(labels)
+            bar.set_postfix(loss=f"{totals['loss'] / n:.3f}")
+        return {**{k: round(v / max(n, 1), 4) for k, v in totals.items()}, "images": n}
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageSet) -> dict[str, float]:
+        self.model.eval()
+        loader = DataLoader(
+            data,
+            batch_size=self.cfg.train.batch_size,
+            collate_fn=_collate,
+            num_workers=self.workers,
+        )
+        totals, correct, n = {"loss": 0.0, "ce": 0.0, "metric": 0.0}, 0, 0
+        for images, labels in loader:
+            images, labels = self._to_device(images, labels)
+            losses, out = self._forward(images, labels)
+            for k in totals:
+                totals[k] += float(losses[k].detach()) * len(labels)
+            correct += int((out.logits.argmax(1) == labels).sum())
+            n += len(labels)
+        return {
+            **{k: round(v / n, 4) for k, v in totals.items()},
+            "accuracy": round(correct / n, 4),
+        }
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _format_row(row: dict) -> str:
+    parts = [f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}"]
+    if "val_loss" in row:
+        parts.append(f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}")
+    parts.append(f"{row['seconds']:.0f}s" + (" *" if row["best"] else ""))
+    return ", ".join(parts)

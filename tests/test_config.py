@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reid.config import Config, ConfigError, from_dict, load_config, save_config, to_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["train.lr=0.005", "model.backbone=resnet18", "augment.rotate_p=0"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg
+    assert again.train.lr == 0.005 and again.model.backbone == "resnet18"
+    assert again.augment.rotate_p == 0.0 and isinstance(again.augment.rotate_p, float)
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_defaults_are_the_papers_settings():
+    cfg = load_config(REPO / "configs" / "paper.yaml")
+    assert cfg == Config()  # the YAML mirrors the defaults in code
+    assert cfg.model.dropout == 0.3 and cfg.data.val_fraction == 0.2
+    assert cfg.train.early_stop_patience == 5 and cfg.train.early_stop_min_delta == 0.001
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train:\n  lrr: 0.1\n", "train.lrr"),
+        ("trian:\n  lr: 0.1\n", "trian"),
+        ("model:\n  head:\n    size: 3\n", "model.head"),
+    ],
+)
+def test_unknown_key_in_yaml_is_named(tmp_path, text, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"Unknown config key '{key}'"):
+        load_config(path)
+
+
+def test_bad_override_type_and_value_are_named():
+    with pytest.raises(ConfigError, match="train.epochs.*expects int"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="loss.metric"):
+        load_config(None, ["loss.metric=contrastive"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(ConfigError, match="Unknown config key 'train.learning_rate'"):
+        load_config(None, ["train.learning_rate=1"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_demo_yaml_mirrors_demo_config():
+    from reid.demo import demo_config
+
+    assert load_config(REPO / "configs" / "demo.yaml") == demo_config()
+    assert yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())

@@ -1,0 +1,135 @@
+"""Model, offline weights, loss and checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from reid.backbone import build_backbone, convert_lite_state_dict, load_offline_state_dict
+from reid.checkpoint import load_checkpoint, save_checkpoint
+from reid.config import load_config
+from reid.errors import ReIDError
+from reid.losses import build_loss
+from reid.model import ReIDModel, ReIDOutput, build_model
+
+# ImageNet classes 281-285 are tabby, tiger cat, Persian, Siamese and Egyptian cat
+CAT_CLASSES = set(range(281, 286))
+
+
+def test_offline_weights_load_strictly_and_see_a_cat():
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    # strict=True is load_state_dict's default: every tensor must map one-to-one
+    model.load_state_dict(convert_lite_state_dict(load_offline_state_dict("lite0"), model))
+    model.eval()
+    cat = Image.fromarray(data.chelsea()).resize((224, 224), Image.BICUBIC)
+    x = torch.from_numpy(np.array(cat)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        top5 = model((x - 0.5) / 0.5).topk(5).indices[0].tolist()
+    assert CAT_CLASSES & set(top5), top5
+    assert top5[0] in CAT_CLASSES
+
+
+def test_offline_weights_refuse_a_backbone_they_do_not_fit():
+    with pytest.raises(ReIDError, match="set model.backbone=tf_efficientnet_lite0"):
+        build_backbone("tf_efficientnetv2_b0", "lite0")
+
+
+def test_unreachable_hub_gives_one_sentence_with_alternatives(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without internet looks like, fast
+    with pytest.raises(ReIDError) as info:
+        build_backbone("tf_efficientnetv2_b0", "timm")
+    text = str(info.value)
+    assert "model.pretrained=lite0" in text and "model.pretrained=none" in text
+    assert "\n" not in text
+
+
+def test_local_weights_file(tmp_path):
+    src = build_backbone("tf_efficientnet_lite0", "lite0")
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": src.state_dict()}, path)
+    again = build_backbone("tf_efficientnet_lite0", str(path))
+    for (k, a), (_, b) in zip(src.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(ReIDError, match="does not fit backbone"):
+        build_backbone("resnet18", str(path))
+    with pytest.raises(ReIDError, match="neither a known weights name"):
+        build_backbone("resnet18", str(tmp_path / "missing.pth"))
+
+
+def test_one_forward_returns_both_outputs_in_every_mode(tiny_cfg):
+    model = build_model(tiny_cfg, num_classes=5)
+    x = torch.rand(4, 3, 64, 64)
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(x)
+        assert isinstance(out, ReIDOutput)
+        assert out.embeddings.shape == (4, 32) and out.logits.shape == (4, 5)
+        assert torch.allclose(out.embeddings.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["arcface", "subcenter_arcface", "triplet"])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_cfg, metric):
+    torch.manual_seed(0)
+    cfg = load_config(
+        None,
+        [
+            "model.backbone=tf_efficientnet_lite0",
+            "model.pretrained=none",
+            "model.embedding_dim=16",
+            f"loss.metric={metric}",
+            "model.dropout=0",
+        ],
+    )
+    model = build_model(cfg, num_classes=3)
+    loss_fn = build_loss(cfg.loss, 3, 16)
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    x, y = torch.rand(12, 3, 32, 32), torch.tensor([0, 1, 2] * 4)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(model(x), y)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9, losses
+    if metric != "triplet":  # the loss owns parameters (class centres) that the optimiser trains
+        assert any(p.requires_grad for p in loss_fn.parameters())
+
+
+def test_checkpoint_round_trip_gives_identical_embeddings(tiny_cfg, tmp_path):
+    torch.manual_seed(1)
+    model = build_model(tiny_cfg, num_classes=3).eval()
+    with torch.no_grad():  # move BN statistics off their defaults so the test can tell
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+    classes = ["JGS001", "JGS002", "JGS003"]
+    fp = save_checkpoint(tmp_path / "model.pt", model, tiny_cfg, classes)
+    loaded = load_checkpoint(tmp_path)  # a run directory works as well as the file
+    assert loaded.classes == classes and loaded.fingerprint == fp
+    assert loaded.input_size == 64 and loaded.config == tiny_cfg
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), loaded.model(x)
+    assert torch.equal(a.embeddings, b.embeddings) and torch.equal(a.logits, b.logits)
+    assert torch.equal(loaded.model.mean, model.mean)
+
+
+def test_damaged_or_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(ReIDError, match="No model checkpoint"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ReIDError, match="cannot be read"):
+        load_checkpoint(tmp_path)
+
+
+def test_model_normalises_inside(tiny_cfg):
+    model = build_model(tiny_cfg, num_classes=2)
+    assert isinstance(model, ReIDModel)
+    assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # lite0 was trained with mean=std=0.5

@@ -1,0 +1,129 @@
+"""Training, resume, evaluation and the per-condition protocol on tiny synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from reid.checkpoint import load_checkpoint
+from reid.config import load_config
+from reid.data import Sample, read_dataset
+from reid.embed import Embedder
+from reid.errors import ReIDError
+from reid.evaluate import evaluate_run
+from reid.protocol import run_condition_protocol
+from reid.train import train
+
+
+def test_run_directory_holds_everything(tiny_run):
+    for name in ("model.pt", "last.pt", "config.yaml", "train_log.csv", "train_summary.json"):
+        assert (tiny_run / name).is_file(), name
+    rows = list(csv.DictReader(open(tiny_run / "train_log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "val_loss" in rows[0]
+    loaded = load_checkpoint(tiny_run)
+    assert loaded.classes == ["JGS001", "JGS002", "JGS003", "JGS004"]
+    assert load_config(tiny_run / "config.yaml") == loaded.config  # resolved config beside outputs
+
+
+def test_resume_continues_where_it_stopped(tiny_cfg, tiny_data, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = load_config(tiny_run / "config.yaml", ["train.epochs=3"])
+    logs = []
+    result = train(cfg, read_dataset(tiny_data), run, resume=True, progress=False, log=logs.append)
+    assert any("resuming after epoch 2" in line for line in logs)
+    assert [r["epoch"] for r in csv.DictReader(open(run / "train_log.csv"))] == ["1", "2", "3"]
+    assert result.epochs_run == 3
+
+
+def test_resume_without_last_checkpoint_is_an_error(tiny_cfg, tiny_data, tmp_path):
+    with pytest.raises(ReIDError, match="Cannot resume"):
+        train(tiny_cfg, read_dataset(tiny_data), tmp_path, resume=True, progress=False)
+
+
+def test_training_goes_on_past_a_bad_image(tiny_cfg, tiny_data, tmp_path):
+    samples = read_dataset(tiny_data)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    cfg = load_config(
+        None,
+        [
+            "model.backbone=tf_efficientnet_lite0",
+            "model.pretrained=none",
+            "data.input_size=32",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "train.m_per_class=2",
+            "model.embedding_dim=8",
+            "train.device=cpu",
+        ],
+    )
+    logs = []
+    result = train(
+        cfg,
+        [*samples, Sample(path=bad, individual="JGS001")],
+        tmp_path / "run",
+        progress=False,
+        log=logs.append,
+    )
+    assert result.num_skipped == 1
+    assert any(f"{len(samples)} images loaded, 1 skipped" in s and "broken.jpg" in s for s in logs)
+
+
+def test_evaluate_writes_metrics_and_plots(tiny_run, tiny_data, tmp_path):
+    samples = read_dataset(tiny_data)
+    m = evaluate_run(tiny_run, samples, tmp_path / "eval", progress=False)
+    for name in (
+        "metrics.json",
+        "metrics.md",
+        "confusion.csv",
+        "confusion.png",
+        "per_individual.csv",
+        "predictions.csv",
+    ):
+        assert (tmp_path / "eval" / name).is_file(), name
+    assert m["num_images"] == len(samples) and 0 <= m["accuracy"] <= 1
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+    assert sum(map(sum, m["confusion"])) == len(samples)
+    assert set(m["by_condition"]) <= {"morning", "afternoon", "evening"}
+    # the predictions agree with a direct embedding of the same files: one path file -> vector
+    emb = Embedder.from_run(tiny_run, "cpu")
+    direct = emb.embed_paths([s.path for s in samples], progress=False)
+    pred = [emb.classes[k] for k in direct.logits.argmax(1)]
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
+    assert [r["predicted"] for r in rows] == pred
+
+
+def test_condition_protocol_gives_one_row_per_condition_plus_mixed(tiny_cfg, tiny_data, tmp_path):
+    samples = read_dataset(tiny_data)
+    dates = sorted({s.date for s in samples})
+    cfg = load_config(
+        None,
+        [
+            "model.backbone=tf_efficientnet_lite0",
+            "model.pretrained=none",
+            "data.input_size=32",
+            "train.epochs=1",
+            "train.batch_size=4",
+            "train.m_per_class=2",
+            "model.embedding_dim=8",
+            "train.device=cpu",
+            "data.val_fraction=0",
+        ],
+    )
+    result = run_condition_protocol(
+        cfg,
+        [s for s in samples if s.date == dates[0]],
+        [s for s in samples if s.date == dates[1]],
+        tmp_path,
+        progress=False,
+        log=lambda _: None,
+    )
+    models = [r["model"] for r in result["rows"]]
+    assert models[-1] == "mixed" and set(models[:-1]) <= {"morning", "afternoon", "evening"}
+    assert (tmp_path / "conditions.md").is_file() and "| mixed |" in result["table"]
+    n_test = {r["model"]: r["test_images"] for r in result["rows"]}
+    assert n_test["mixed"] == sum(v for k, v in n_test.items() if k != "mixed")
