@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    help="Open-set re-identification of individual animals from photos.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", help="Config override section.key=value, e.g. --set train.lr=3e-4 (repeatable)."
-    ),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", help="YAML config (e.g. configs/paper.yaml); defaults are the paper's settings."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-
-
-def user_errors(func):
-    """Turn a user's mistake into one sentence on stderr and exit code 1 (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from gallery.errors import GalleryError
-        from reid.errors import ReIDError
-
-        try:
-            return func(*args, **kwargs)
-        except (ReIDError, GalleryError) as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(1) from None
-
-    return wrapper
+from cli.common import ConfigOpt, QuietOpt, SetOpt, app, user_errors
 
 
 @app.command()
@@ -184,6 +147,9 @@ def conditions(
     )
     typer.echo(result["table"])
 
+
+# registered last so that `reid --help` lists the training commands first
+from cli import gallery_cmds  # noqa: E402, F401  (enroll, match, calibrate, gallery ...)
 
 if __name__ == "__main__":
     app()

@@ -44,3 +44,44 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_match_sheet(query: Path, match, path: Path, *, title: str = "") -> Path:
+    """The query photo beside its top-k gallery photos with scores, for a person to confirm.
+
+    ``match`` is a :class:`gallery.Match`; the decision, score and threshold go in the title,
+    each candidate's individual and similarity under its photo (green: the decision).
+    """
+    from reid.imageio import load_image
+
+    cands = list(match.candidates)
+    fig, axes = plt.subplots(
+        1, 1 + max(len(cands), 1), figsize=(3.0 * (1 + max(len(cands), 1)), 3.6)
+    )
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(load_image(query))
+    axes[0].set_title(f"query\n{query.name}", fontsize=9)
+    for ax, cand in zip(axes[1:], cands, strict=False):
+        try:
+            ax.imshow(load_image(cand.image_path))
+        except Exception:  # a missing gallery photo must not stop the sheet
+            ax.text(0.5, 0.5, "photo missing", ha="center", va="center")
+        chosen = cand.individual == match.decision
+        ax.set_title(
+            f"{cand.individual}\nscore {cand.score:.3f}",
+            fontsize=9,
+            color="green" if chosen else "black",
+            fontweight="bold" if chosen else None,
+        )
+    for ax in axes:
+        ax.axis("off")
+    threshold = f"{match.threshold:.3f}" if match.threshold is not None else "uncalibrated"
+    fig.suptitle(
+        title or f"decision: {match.decision}  (score {match.score:.3f}, threshold {threshold})",
+        fontsize=11,
+        color="darkred" if match.is_new else "black",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

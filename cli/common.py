@@ -1,0 +1,56 @@
+"""Pieces shared by the CLI modules: the Typer app, option types, error handling."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Open-set re-identification of individual animals from photos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Config override section.key=value, e.g. --set train.lr=3e-4 (repeatable)."
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="YAML config (e.g. configs/paper.yaml); defaults are the paper's settings."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+ModelOpt = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        envvar="REID_MODEL",
+        help="Run directory from `reid train` (or its model.pt); env REID_MODEL.",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+
+
+def user_errors(func):
+    """Turn a user's mistake into one sentence on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from gallery.errors import GalleryError
+        from reid.errors import ReIDError
+
+        try:
+            return func(*args, **kwargs)
+        except (ReIDError, GalleryError) as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+
+    return wrapper

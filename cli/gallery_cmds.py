@@ -1,0 +1,368 @@
+"""``reid enroll``, ``reid match``, ``reid calibrate`` and ``reid gallery ...``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.common import DeviceOpt, ModelOpt, QuietOpt, app, user_errors
+
+gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
+app.add_typer(gallery_app, name="gallery")
+
+GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
+UserOpt = Annotated[str | None, typer.Option(help="Name for the audit log (default: login).")]
+
+
+@app.command()
+@user_errors
+def enroll(
+    gallery: GalleryArg,
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Photos/folders of ONE individual (with --individual), or one "
+            "folder-per-individual "
+            "tree, or one CSV manifest."
+        ),
+    ],
+    model: ModelOpt,
+    individual: Annotated[str | None, typer.Option(help="The individual all SOURCES show.")] = None,
+    date: Annotated[str, typer.Option(help="Photo date (with --individual).")] = "",
+    location: Annotated[str, typer.Option(help="Where (with --individual).")] = "",
+    observer: Annotated[str, typer.Option(help="Who took the photos.")] = "",
+    index: Annotated[
+        str, typer.Option(help="faiss factory for a new gallery: Flat, HNSW32, IVF1024,Flat ...")
+    ] = "Flat",
+    user: UserOpt = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Add photos of known individuals to a gallery (created if absent)."""
+    from reid.data import Sample, read_dataset
+    from reid.embed import Embedder
+    from reid.errors import ReIDError
+    from reid.pipeline import enroll_samples, expand_photos, open_gallery
+
+    if individual is not None:
+        samples = [
+            Sample(path=p, individual=individual, date=date, location=location)
+            for p in expand_photos(sources)
+        ]
+    elif len(sources) == 1:
+        samples = read_dataset(sources[0])
+    else:
+        raise ReIDError(
+            "Several sources need --individual ID (they all show that individual); "
+            "for many individuals give one folder-per-individual tree or one manifest."
+        )
+    embedder = Embedder.from_run(model, device)
+    g = open_gallery(gallery, embedder, create=True, index_factory=index)
+    outcome = enroll_samples(g, samples, embedder, observer=observer, user=user, progress=not quiet)
+    typer.echo(outcome.summary())
+    info = g.info()
+    typer.echo(
+        f"{gallery}: {info['num_individuals']} individuals, {info['num_images']} photos"
+        + (
+            ""
+            if info["calibrated"]
+            else f"; uncalibrated: run `reid calibrate {gallery}` before trusting NEW decisions"
+        )
+    )
+
+
+@app.command()
+@user_errors
+def match(
+    gallery: GalleryArg,
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos to identify.")],
+    model: ModelOpt,
+    top_k: Annotated[int, typer.Option(min=1, help="Candidates per photo.")] = 5,
+    format: Annotated[str, typer.Option(help="table, csv or json.")] = "table",
+    sheet: Annotated[
+        Path | None,
+        typer.Option(help="Write a PNG per photo: the query beside its top-k gallery photos."),
+    ] = None,
+    enroll_new: Annotated[
+        bool, typer.Option(help="Enroll photos decided NEW as new individuals with generated ids.")
+    ] = False,
+    user: UserOpt = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Say which known individual each photo shows, or NEW."""
+    from reid.embed import Embedder
+    from reid.errors import ReIDError
+    from reid.pipeline import expand_photos, match_photos, open_gallery
+
+    if format not in ("table", "csv", "json"):
+        raise ReIDError(f"--format {format!r} is not one of table, csv, json.")
+    paths = expand_photos(photos)
+    if not paths:
+        raise ReIDError("No photos to match: the folders given hold no images.")
+    embedder = Embedder.from_run(model, device)
+    g = open_gallery(gallery, embedder, create=False)
+    if enroll_new and not g.info()["calibrated"]:
+        raise ReIDError(
+            f"--enroll-new needs a calibrated threshold: run `reid calibrate {gallery}` "
+            "first, or every photo would be matched to its nearest individual."
+        )
+    rows = match_photos(
+        g, paths, embedder, top_k=top_k, enroll_new=enroll_new, user=user, progress=not quiet
+    )
+    info = g.info()
+    typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
+    if sheet is not None:
+        _write_sheets(rows, sheet)
+        typer.echo(f"match sheets: {sheet}", err=format != "table")
+
+
+def _calibration_line(info: dict[str, Any]) -> str:
+    if not info["calibrated"]:
+        return (
+            "UNCALIBRATED gallery: decisions are the nearest individual and NEW is never said; "
+            f"run `reid calibrate {info['directory']}`."
+        )
+    c = info["calibration"]
+    return (
+        f"threshold {c['threshold']:.3f}: target false-match rate {c['target_fmr']:.1%}, "
+        f"measured {c['fmr']:.1%} on {c['num_unknown_trials']} unknown trials; known photos "
+        f"identified above threshold {c['tpr']:.1%} (calibrated {c['at']})"
+    )
+
+
+def _row_dict(row, info: dict[str, Any]) -> dict[str, Any]:
+    m = row.match
+    return {
+        "photo": str(row.path),
+        "decision": m.decision if m else "ERROR",
+        "score": round(m.score, 4) if m else None,
+        "threshold": m.threshold if m else None,
+        "calibrated": info["calibrated"],
+        "enrolled_as": row.enrolled_as or None,
+        "error": row.error or None,
+        "candidates": [
+            {
+                "individual": c.individual,
+                "score": round(c.score, 4),
+                "gallery_photo": str(c.image_path),
+            }
+            for c in (m.candidates if m else [])
+        ],
+    }
+
+
+def _table(rows, info: dict[str, Any]) -> str:
+    lines = [_calibration_line(info), ""]
+    header = f"{'photo':<32} {'decision':<16} {'score':>6} {'thresh':>6}  candidates"
+    lines += [header, "-" * len(header)]
+    for row in rows:
+        d = _row_dict(row, info)
+        if d["error"]:
+            lines.append(f"{row.path.name:<32} {'ERROR':<16} {'':>6} {'':>6}  {d['error']}")
+            continue
+        thresh = f"{d['threshold']:.3f}" if d["threshold"] is not None else "uncal."
+        decision = d["decision"] + (f" -> {d['enrolled_as']}" if d["enrolled_as"] else "")
+        cands = "  ".join(f"{c['individual']}:{c['score']:.3f}" for c in d["candidates"])
+        lines.append(f"{row.path.name:<32} {decision:<16} {d['score']:>6.3f} {thresh:>6}  {cands}")
+    return "\n".join(lines)
+
+
+def _csv(rows, info: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(
+        [
+            "photo",
+            "decision",
+            "score",
+            "threshold",
+            "calibrated",
+            "target_fmr",
+            "measured_fmr",
+            "enrolled_as",
+            "error",
+            "candidates",
+        ]
+    )
+    cal = info["calibration"] if info["calibrated"] else {}
+    for row in rows:
+        d = _row_dict(row, info)
+        writer.writerow(
+            [
+                d["photo"],
+                d["decision"],
+                d["score"],
+                d["threshold"],
+                d["calibrated"],
+                cal.get("target_fmr", ""),
+                cal.get("fmr", ""),
+                d["enrolled_as"] or "",
+                d["error"] or "",
+                ";".join(f"{c['individual']}:{c['score']}" for c in d["candidates"]),
+            ]
+        )
+    return buf.getvalue().rstrip("\n")
+
+
+def _json(rows, info: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "gallery": info["directory"],
+            "calibrated": info["calibrated"],
+            "calibration": info["calibration"],
+            "note": _calibration_line(info),
+            "matches": [_row_dict(r, info) for r in rows],
+        },
+        indent=2,
+    )
+
+
+def _write_sheets(rows, sheet_dir: Path) -> None:
+    from reid.plots import plot_match_sheet
+
+    sheet_dir.mkdir(parents=True, exist_ok=True)
+    for k, row in enumerate(rows):
+        if row.match is not None:
+            plot_match_sheet(row.path, row.match, sheet_dir / f"{k:04d}_{row.path.stem}.png")
+
+
+@app.command()
+@user_errors
+def calibrate(
+    gallery: GalleryArg,
+    target_fmr: Annotated[
+        float,
+        typer.Option(help="Largest acceptable share of never-seen animals matched to a known one."),
+    ] = 0.05,
+    score: Annotated[
+        str | None, typer.Option(help="How an individual is scored: max (best photo) or topk_mean.")
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Photos averaged by topk_mean.")] = None,
+    user: UserOpt = None,
+) -> None:
+    """Measure the NEW-individual threshold on the gallery (leave-one-individual-out)."""
+    from gallery import Gallery
+
+    g = Gallery.open(gallery)
+    g.calibrate(target_fmr=target_fmr, score_mode=score, score_k=k, user=user)
+    typer.echo(_calibration_line(g.info()))
+
+
+@gallery_app.command("info")
+@user_errors
+def info_cmd(gallery: GalleryArg) -> None:
+    """Counts, model fingerprint, index and calibration."""
+    from gallery import Gallery
+
+    typer.echo(json.dumps(Gallery.open(gallery).info(), indent=2))
+
+
+@gallery_app.command("list")
+@user_errors
+def list_cmd(gallery: GalleryArg) -> None:
+    """Every individual with its number of photos and first/last date."""
+    from gallery import Gallery
+
+    typer.echo(f"{'individual':<24} {'photos':>6}  {'first':<10}  {'last':<10}")
+    for s in Gallery.open(gallery).individuals():
+        typer.echo(f"{s.individual:<24} {s.num_images:>6}  {s.first_date:<10}  {s.last_date:<10}")
+
+
+@gallery_app.command("show")
+@user_errors
+def show_cmd(gallery: GalleryArg, individual: str) -> None:
+    """The photos of one individual."""
+    from gallery import Gallery
+
+    for im in Gallery.open(gallery).images(individual):
+        typer.echo(
+            f"{im.image_id:>6}  {im.date:<10} {im.time:<5} {im.condition:<10} "
+            f"{im.location:<12} {im.source_path}"
+        )
+
+
+@gallery_app.command("rename")
+@user_errors
+def rename_cmd(gallery: GalleryArg, old: str, new: str, user: UserOpt = None) -> None:
+    """Give an individual another id."""
+    from gallery import Gallery
+
+    Gallery.open(gallery).rename(old, new, user=user)
+    typer.echo(f"renamed {old} -> {new}")
+
+
+@gallery_app.command("merge")
+@user_errors
+def merge_cmd(gallery: GalleryArg, source: str, target: str, user: UserOpt = None) -> None:
+    """Merge SOURCE into TARGET (one animal enrolled under two ids)."""
+    from gallery import Gallery
+
+    Gallery.open(gallery).merge(source, target, user=user)
+    typer.echo(f"merged {source} into {target}")
+
+
+@gallery_app.command("remove")
+@user_errors
+def remove_cmd(
+    gallery: GalleryArg,
+    individual: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    user: UserOpt = None,
+) -> None:
+    """Remove an individual with its photos and vectors."""
+    from gallery import Gallery
+
+    if not yes:
+        typer.confirm(f"Remove {individual} and all its photos from {gallery}?", abort=True)
+    Gallery.open(gallery).remove(individual, user=user)
+    typer.echo(f"removed {individual}")
+
+
+@gallery_app.command("export")
+@user_errors
+def export_cmd(
+    gallery: GalleryArg, out: Annotated[Path, typer.Argument(help="CSV to write.")]
+) -> None:
+    """Sightings as CSV (individual, photo, date, time, location, observer ...)."""
+    from gallery import Gallery
+
+    typer.echo(f"wrote {Gallery.open(gallery).export(out)}")
+
+
+@gallery_app.command("reembed")
+@user_errors
+def reembed_cmd(
+    gallery: GalleryArg,
+    model: ModelOpt,
+    user: UserOpt = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Recompute every vector from the stored photos with another model."""
+    from gallery import Gallery
+    from reid.embed import Embedder
+    from reid.errors import ReIDError
+
+    embedder = Embedder.from_run(model, device)
+
+    def embed(paths: list[Path]):
+        result = embedder.embed_paths(paths, progress=not quiet, desc="re-embedding")
+        if result.failures:
+            e = result.failures[0]
+            raise ReIDError(
+                f"Stored photo {e.path} cannot be read ({e.reason}); nothing was "
+                "changed. Restore the file or remove its individual, then retry."
+            )
+        return result.embeddings
+
+    n = Gallery.open(gallery).reembed(embed, model_fingerprint=embedder.fingerprint, user=user)
+    typer.echo(
+        f"re-embedded {n} photos with model {embedder.fingerprint}; the calibration was "
+        f"cleared: run `reid calibrate {gallery}`"
+    )
