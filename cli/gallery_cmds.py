@@ -129,10 +129,24 @@ def _calibration_line(info: dict[str, Any]) -> str:
             f"run `reid calibrate {info['directory']}`."
         )
     c = info["calibration"]
-    return (
+    line = (
         f"threshold {c['threshold']:.3f}: target false-match rate {c['target_fmr']:.1%}, "
         f"measured {c['fmr']:.1%} on {c['num_unknown_trials']} unknown trials; known photos "
         f"identified above threshold {c['tpr']:.1%} (calibrated {c['at']})"
+    )
+    pool = c.get("unknown_pool", "unspecified")
+    if pool == "never-trained":
+        return (
+            f"{line}; the never-seen role was played by {c['num_unknown_individuals']} "
+            "individuals the model never trained on"
+        )
+    why = (
+        "individuals the model was trained on played the never-seen role"
+        if pool == "trained"
+        else "calibrated without --model, so trained individuals may have played newcomers"
+    )
+    return (
+        f"{line}; OPTIMISTIC: {why}, and real newcomers score higher (README: open-set calibration)"
     )
 
 
@@ -244,13 +258,26 @@ def calibrate(
         str | None, typer.Option(help="How an individual is scored: max (best photo) or topk_mean.")
     ] = None,
     k: Annotated[int | None, typer.Option(help="Photos averaged by topk_mean.")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            envvar="REID_MODEL",
+            help="The gallery's model run: its training individuals are then kept out of the "
+            "never-seen role, which only never-trained individuals can play honestly.",
+        ),
+    ] = None,
     user: UserOpt = None,
 ) -> None:
     """Measure the NEW-individual threshold on the gallery (leave-one-individual-out)."""
     from gallery import Gallery
+    from reid.checkpoint import read_classes
 
+    trained = read_classes(model) if model is not None else None
     g = Gallery.open(gallery)
-    g.calibrate(target_fmr=target_fmr, score_mode=score, score_k=k, user=user)
+    g.calibrate(
+        target_fmr=target_fmr, score_mode=score, score_k=k, user=user, trained_individuals=trained
+    )
     typer.echo(_calibration_line(g.info()))
 
 

@@ -7,13 +7,14 @@ at all, samples queries for large galleries and records the outcome in settings 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
 from gallery import catalog
 from gallery.errors import GalleryError
-from gallery.openset import loo_trials, rates_at, threshold_for_fmr
+from gallery.openset import TrialScores, loo_trials, rates_at, threshold_for_fmr
 from gallery.records import Calibration
 from gallery.store import WriteTxn, get_setting, set_setting, utc_now
 
@@ -27,10 +28,12 @@ def run_calibration(
     score_k: int,
     max_queries: int,
     seed: int,
+    trained_individuals: Collection[str] | None = None,
 ) -> Calibration:
     """Measure and store the threshold inside the write transaction ``txn``."""
     dim = int(get_setting(txn.conn, "embedding_dim", "0"))
-    vectors, labels, groups, num_individuals = catalog.load_calibration_inputs(txn.conn, dim)
+    vectors, labels, groups, names = catalog.load_calibration_inputs(txn.conn, dim)
+    num_individuals = len(names)
     check_calibratable(directory, labels, groups, num_individuals)
     queries = None
     if len(vectors) > max_queries:  # the (Q, N) similarities grow quadratically: sample Q
@@ -39,7 +42,11 @@ def run_calibration(
     trials = loo_trials(
         vectors, labels, groups, score_mode=score_mode, score_k=score_k, queries=queries
     )
-    threshold = threshold_for_fmr(trials.impostor_scores, target_fmr)
+    used = queries if queries is not None else np.arange(len(vectors))
+    pool, pool_mask = unknown_pool(names, labels[used], trained_individuals)
+    impostors = trials.impostor_scores[pool_mask]
+    trials = TrialScores(trials.known_scores, trials.known_correct, impostors)
+    threshold = threshold_for_fmr(impostors, target_fmr)
     fmr, tpr, rank1 = rates_at(trials, threshold)
     result = Calibration(
         threshold=threshold,
@@ -58,6 +65,8 @@ def run_calibration(
         model_fingerprint=str(get_setting(txn.conn, "model_fingerprint")),
         generation=txn.generation,
         at=utc_now(),
+        unknown_pool=pool,
+        num_unknown_individuals=len(np.unique(labels[used][pool_mask])),
     )
     for key, value in {
         "threshold": repr(threshold),
@@ -86,3 +95,37 @@ def check_calibratable(
             f"Calibrating gallery {directory} needs at least one individual with photos from 2 "
             f"different sightings and none has; enroll another sighting of any individual first."
         )
+
+
+# Fewer never-trained individuals than this and their impostor scores say too little: the
+# calibration falls back to every individual and is marked optimistic.
+MIN_NEVER_TRAINED = 2
+
+
+def unknown_pool(
+    names: list[str], query_labels: np.ndarray, trained_individuals: Collection[str] | None
+) -> tuple[str, np.ndarray]:
+    """Which queries' unknown trials count, and how to describe that pool.
+
+    A leave-one-individual-out impostor score is only a fair stand-in for a never-seen animal if
+    the embedding model never saw that individual in training: a model pulls the photos of its
+    training individuals tightly together and away from the others, so their impostor scores
+    run low and a threshold set on them lets real newcomers through. When the caller says which
+    individuals the model was trained on and the gallery holds at least ``MIN_NEVER_TRAINED``
+    others, only those others play the unknown animal.
+
+    Args:
+        names: (I,) individual ids by label.
+        query_labels: (Q,) int label of each query, in trial order.
+    Returns:
+        ("never-trained" | "trained" | "unspecified", (Q,) bool mask of counted queries).
+    """
+    everyone = np.ones(len(query_labels), dtype=bool)
+    if trained_individuals is None:
+        return "unspecified", everyone
+    trained = set(trained_individuals)
+    fresh_labels = np.array([j for j, name in enumerate(names) if name not in trained])
+    mask = np.isin(query_labels, fresh_labels)
+    if len(fresh_labels) >= MIN_NEVER_TRAINED and mask.any():
+        return "never-trained", mask
+    return "trained", everyone

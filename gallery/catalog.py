@@ -71,9 +71,10 @@ def load_labels(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, list[
 
 def load_calibration_inputs(
     conn: sqlite3.Connection, dim: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Vectors (N, dim) float32, individual labels (N,) int, sighting groups (N,) int, and the
-    number of individuals. Photos without a recorded sighting each get a group of their own."""
+    individuals' ids (label j is ``names[j]``). Photos without a recorded sighting each get a
+    group of their own."""
     rows = conn.execute(
         "SELECT i.individual_id, i.sighting, e.vector FROM images i "
         "JOIN embeddings e ON e.image_id = i.id ORDER BY i.id"
@@ -85,7 +86,7 @@ def load_calibration_inputs(
         key = (individual, sighting) if sighting.strip() else (individual, f"\0{n}")
         groups[n] = group_ids.setdefault(key, len(group_ids))
     labels = np.array([names[r[0]] for r in rows], dtype=np.int64)
-    return blob_matrix([r[2] for r in rows], dim), labels, groups, len(names)
+    return blob_matrix([r[2] for r in rows], dim), labels, groups, list(names)
 
 
 def vectors_of(

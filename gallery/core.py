@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,12 +272,16 @@ class Gallery:
         max_queries: int = 20_000,
         seed: int = 0,
         user: str | None = None,
+        trained_individuals: Collection[str] | None = None,
     ) -> Calibration:
         """Measure the open-set threshold on the gallery itself (leave-one-individual-out).
 
         ``score_mode``/``score_k`` change how individuals are scored from now on (the threshold
         belongs to the scoring). Above ``max_queries`` photos, that many queries are sampled
         (seeded). See :func:`gallery.openset.loo_trials` for the trials.
+        ``trained_individuals``: the ids the embedding model was trained on; when the gallery
+        holds at least two others, only those play the never-seen animal (see
+        :func:`gallery.calibration.unknown_pool`), else the result is marked optimistic.
         """
         from gallery.calibration import run_calibration  # keeps this module short
 
@@ -290,6 +294,7 @@ class Gallery:
             result = run_calibration(
                 txn, self.directory, target_fmr=float(target_fmr), score_mode=mode,
                 score_k=k, max_queries=max_queries, seed=seed,
+                trained_individuals=trained_individuals,
             )  # fmt: skip
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation))
         return result

@@ -203,7 +203,17 @@ class Calibration:
     model_fingerprint: str
     generation: int
     at: str
+    # Where the unknown trials came from: "never-trained" (individuals the embedding model never
+    # saw in training: an honest stand-in for a new animal), "trained" (the model was trained on
+    # them: the threshold is optimistic) or "unspecified" (no model information was given).
+    unknown_pool: str = "unspecified"
+    num_unknown_individuals: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def optimistic(self) -> bool:
+        """True unless the unknown trials used individuals the model never trained on."""
+        return self.unknown_pool != "never-trained"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stored in the gallery's settings)."""

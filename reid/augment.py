@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
-import numpy as np
 
 from reid.config import AugmentConfig
 
@@ -36,10 +35,3 @@ def build_augment(cfg: AugmentConfig, size: int) -> A.Compose:
             ),
         ]
     )
-
-
-def to_tensor_batch(images: np.ndarray):
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [0, 1] (torch)."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)

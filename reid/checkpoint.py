@@ -92,6 +92,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def read_classes(path: str | Path) -> list[str]:
+    """The individuals (classes) a checkpoint was trained on, without building the model."""
+    file = resolve_checkpoint(path)
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=False)
+        return list(payload["classes"])
+    except Exception as exc:
+        raise ReIDError(
+            f"Checkpoint {file} cannot be read ({type(exc).__name__}): it is damaged "
+            "or not a reid checkpoint."
+        ) from None
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model (eval mode) from a run directory or checkpoint file alone."""
     file = resolve_checkpoint(path)

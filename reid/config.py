@@ -29,6 +29,10 @@ class DataConfig:
     val_fraction: float = 0.2  # the paper's 80/20 train/validation split, by sighting
     max_image_pixels: int = 120_000_000  # larger files are refused as decompression bombs
     label_column: str = "individual"  # or a manifest column such as "population"
+    # Share of individuals kept out of training entirely. Enrolled in a gallery, they let
+    # `reid calibrate --model RUN` measure how never-seen animals score (open-set validation);
+    # without them the threshold is set on animals the model knows and is optimistic.
+    holdout_individuals: float = 0.0
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Config:
             ),
             ("data.input_size", 32 <= self.data.input_size <= 1024, "between 32 and 1024"),
             ("data.val_fraction", 0 <= self.data.val_fraction < 1, "in [0, 1)"),
+            ("data.holdout_individuals", 0 <= self.data.holdout_individuals < 1, "in [0, 1)"),
             ("model.dropout", 0 <= self.model.dropout < 1, "in [0, 1)"),
             ("model.embedding_dim", self.model.embedding_dim > 0, "positive"),
             ("train.batch_size", self.train.batch_size >= 2, "at least 2"),

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reid.augment import to_tensor_batch
 from reid.checkpoint import LoadedModel, load_checkpoint
+from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ImageLoadError
 from reid.imageio import prepare_image
-from reid.train import resolve_device
 
 Box = tuple[int, int, int, int]
 

@@ -11,7 +11,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,11 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from reid.augment import build_augment, to_tensor_batch
+from reid.augment import build_augment
 from reid.checkpoint import BEST_NAME, LAST_NAME, atomic_torch_save, save_checkpoint
 from reid.config import Config, save_config
 from reid.data import Sample, load_images, split_by_sighting
+from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
 from reid.losses import ReIDLoss, build_loss
 from reid.model import ReIDModel, build_model
@@ -42,16 +43,7 @@ class TrainResult:
     num_skipped: int
     seconds: float
     train_images_per_s: float
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ReIDError(
-            f"train.device={name!r} but no CUDA GPU is visible: use train.device=cpu or auto."
-        )
-    return torch.device(name)
+    holdout_individuals: list[str] = field(default_factory=list)
 
 
 class ImageSet(Dataset):
@@ -96,6 +88,12 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     save_config(cfg, out_dir / "config.yaml")
+    samples, holdout = hold_out_individuals(samples, cfg.data.holdout_individuals, cfg.train.seed)
+    if holdout:
+        log(
+            f"{len(holdout)} individuals held out of training for open-set calibration: "
+            f"{', '.join(holdout)}"
+        )
     loaded = load_images(
         samples,
         cfg.data.input_size,
@@ -169,7 +167,12 @@ def train(
                 model,
                 cfg,
                 classes,
-                extra={"loss_state": loss_fn.state_dict(), "epoch": epoch, "val": val_stats},
+                extra={
+                    "loss_state": loss_fn.state_dict(),
+                    "epoch": epoch,
+                    "val": val_stats,
+                    "holdout_individuals": holdout,
+                },
             )
         atomic_torch_save(
             {
@@ -200,6 +203,7 @@ def train(
         len(loaded.skipped),
         round(time.perf_counter() - start, 1),
         round(seen / train_seconds, 1) if train_seconds else 0.0,
+        holdout,
     )
     (out_dir / "train_summary.json").write_text(
         json.dumps(
@@ -207,6 +211,24 @@ def train(
         )
     )
     return result
+
+
+def hold_out_individuals(
+    samples: Sequence[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[str]]:
+    """Drop a seeded ``fraction`` of the individuals (at least 2 when fraction > 0, and never
+    so many that fewer than 2 remain); returns (kept samples, sorted held-out ids)."""
+    individuals = sorted({s.individual for s in samples})
+    if fraction <= 0:
+        return list(samples), []
+    count = min(max(2, round(len(individuals) * fraction)), len(individuals) - 2)
+    if count < 1:
+        raise ReIDError(
+            f"data.holdout_individuals={fraction} leaves too few individuals to train "
+            f"on ({len(individuals)} in all): set it to 0 or add individuals."
+        )
+    held = sorted(random.Random(seed).sample(individuals, count))
+    return [s for s in samples if s.individual not in set(held)], held
 
 
 @dataclass

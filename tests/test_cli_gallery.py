@@ -43,6 +43,10 @@ def test_enroll_match_calibrate_round(enrolled, tiny_run, tiny_data, tmp_path):
     assert out.count("JGS002:1.000") == 2
     out = _ok(["calibrate", enrolled, "--target-fmr", "0.1"])
     assert re.search(r"threshold -?\d\.\d{3}: target false-match rate 10\.0%", out)
+    assert "OPTIMISTIC: calibrated without --model" in out
+    out = _ok(["calibrate", enrolled, "--target-fmr", "0.1", "--model", tiny_run])
+    # the tiny model trained on all four gallery individuals: no honest newcomer is left
+    assert "OPTIMISTIC: individuals the model was trained on played the never-seen role" in out
     data = json.loads(
         _ok(
             [
@@ -195,3 +199,17 @@ def test_other_model_is_refused_until_reembed(enrolled, tiny_run, tiny_data, tmp
 def test_missing_gallery_is_one_sentence(tmp_path, tiny_run):
     result = runner.invoke(app, ["gallery", "info", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_calibrate_with_model_uses_never_trained_individuals(enrolled, tiny_run, tmp_path):
+    from reid.synth import synthesize
+
+    others = synthesize(
+        tmp_path / "others", 2, 4, seed=5, size=64, num_dates=2, first_index=11, progress=False
+    )
+    _ok(["enroll", enrolled, others, "--model", tiny_run, "--quiet", "--device", "cpu"])
+    out = _ok(["calibrate", enrolled, "--model", tiny_run])
+    assert "played by 2 individuals the model never trained on" in out and "OPTIMISTIC" not in out
+    info = json.loads(_ok(["gallery", "info", enrolled]))
+    assert info["calibration"]["unknown_pool"] == "never-trained"
+    assert info["calibration"]["num_unknown_trials"] == 8

@@ -127,3 +127,40 @@ def test_condition_protocol_gives_one_row_per_condition_plus_mixed(tiny_cfg, tin
     assert (tmp_path / "conditions.md").is_file() and "| mixed |" in result["table"]
     n_test = {r["model"]: r["test_images"] for r in result["rows"]}
     assert n_test["mixed"] == sum(v for k, v in n_test.items() if k != "mixed")
+
+
+def test_hold_out_individuals_is_seeded_and_bounded():
+    from reid.train import hold_out_individuals
+
+    samples = [
+        Sample(path=f"{i}_{k}.jpg", individual=f"ind{i:02d}") for i in range(10) for k in range(3)
+    ]
+    kept, held = hold_out_individuals(samples, 0.2, seed=0)
+    assert len(held) == 2 and held == sorted(held)
+    assert held == hold_out_individuals(samples, 0.2, seed=0)[1]
+    assert not {s.individual for s in kept} & set(held) and len(kept) == 24
+    assert hold_out_individuals(samples, 0.0, seed=0) == (samples, [])
+    assert len(hold_out_individuals(samples[:9], 0.1, seed=0)[1]) == 1  # 3 individuals: keep 2
+    with pytest.raises(ReIDError, match="too few individuals"):
+        hold_out_individuals(samples[:6], 0.5, seed=0)
+
+
+def test_held_out_individuals_are_not_trained_on(tiny_data, tmp_path):
+    cfg = load_config(
+        None,
+        [
+            "model.backbone=tf_efficientnet_lite0",
+            "model.pretrained=none",
+            "data.input_size=32",
+            "train.epochs=1",
+            "train.batch_size=4",
+            "train.m_per_class=2",
+            "model.embedding_dim=8",
+            "train.device=cpu",
+            "data.holdout_individuals=0.25",
+        ],
+    )
+    result = train(cfg, read_dataset(tiny_data), tmp_path, progress=False, log=lambda _: None)
+    assert len(result.holdout_individuals) == 2
+    assert set(result.classes).isdisjoint(result.holdout_individuals) and len(result.classes) == 2
+    assert load_checkpoint(tmp_path).extra["holdout_individuals"] == result.holdout_individuals
