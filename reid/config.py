@@ -118,6 +118,14 @@ class Config:
             ),
             ("train.epochs", self.train.epochs >= 1, "at least 1"),
             ("train.lr", self.train.lr > 0, "positive"),
+            ("loss.lr", self.loss.lr > 0, "positive"),
+            ("train.early_stop_patience", self.train.early_stop_patience >= 1, "at least 1"),
+            ("data.max_image_pixels", self.data.max_image_pixels > 0, "positive"),
+            (
+                "train.batch_size",
+                self.train.batch_size % self.train.m_per_class == 0,
+                f"a multiple of train.m_per_class ({self.train.m_per_class})",
+            ),
         ]
         for key, ok, rule in checks:
             if not ok:
@@ -215,6 +223,11 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML reads 3e-4 (no decimal point) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

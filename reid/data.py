@@ -70,32 +70,59 @@ def read_dataset(path: str | Path) -> list[Sample]:
 
 
 def read_folder(root: Path) -> list[Sample]:
-    """``root/<individual>/**/<image>``; each photo is its own sighting."""
+    """``root/<individual>/**/<image>``; each photo is its own sighting. Hidden files (such as
+    macOS ``._*`` companions) are ignored; photos lying directly in ``root`` are an error."""
     manifest = root / "manifest.csv"
     if manifest.is_file():
         return read_manifest(manifest)
+    loose = [p for p in root.iterdir() if _is_photo(p)]
+    if loose:
+        raise ReIDError(
+            f"{len(loose)} photos lie directly in {root} (e.g. {loose[0].name}): put "
+            "them in one sub-folder per individual, or pass --individual ID."
+        )
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for file in sorted(folder.rglob("*")):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+            if _is_photo(file) and not any(
+                part.startswith(".") for part in file.relative_to(root).parts
+            ):
                 samples.append(Sample(path=file, individual=folder.name))
     return samples
 
 
+def _is_photo(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
+
+
 def read_manifest(manifest: Path) -> list[Sample]:
     """Read a CSV manifest; a row whose file is missing is an error naming the row."""
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = {"path", "individual"} - set(columns)
-        if missing:
-            raise ReIDError(
-                f"Manifest {manifest} lacks the column(s) {', '.join(sorted(missing))}: "
-                "its first line must name at least path,individual."
-            )
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, restkey="\x00extra")
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = {"path", "individual"} - set(columns)
+            if missing:
+                raise ReIDError(
+                    f"Manifest {manifest} lacks the column(s) {', '.join(sorted(missing))}: "
+                    "its first line must name at least path,individual."
+                )
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise ReIDError(
+            f'Manifest {manifest} is not UTF-8 text: save it as "CSV UTF-8" '
+            "(Excel: File > Save As > CSV UTF-8)."
+        ) from None
     samples = []
     for line, row in enumerate(rows, start=2):
+        if "\x00extra" in row:
+            raise ReIDError(
+                f"Manifest {manifest} line {line} has more fields than the header: "
+                'quote values that contain commas, e.g. "Hiroshima, Japan".'
+            )
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         samples.append(_sample_from_row(manifest, line, row))
     return samples
 

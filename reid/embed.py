@@ -29,6 +29,7 @@ class EmbedResult:
     embeddings: np.ndarray  # (N, D) float32, L2-normalised
     logits: np.ndarray  # (N, C) float32
     failures: list[ImageLoadError] = field(default_factory=list)
+    failed_indices: list[int] = field(default_factory=list)  # positions of ``failures``
 
 
 class Embedder:
@@ -40,12 +41,15 @@ class Embedder:
         device: str | torch.device = "auto",
         batch_size: int = 32,
         num_threads: int = 4,
+        amp: bool = False,
     ) -> None:
+        """``amp``: bf16 autocast on a GPU, for throughput only. Off by default, because a
+        gallery's vectors and its threshold must not depend on which machine embedded them."""
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()
         self.batch_size, self.num_threads = batch_size, num_threads
-        self.amp = self.device.type == "cuda"
+        self.amp = amp and self.device.type == "cuda"
 
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", **kwargs) -> Embedder:
@@ -112,7 +116,10 @@ class Embedder:
                     for i, d in zip(chunk, decoded, strict=True)
                     if not isinstance(d, ImageLoadError)
                 ]
-                result.failures += [d for d in decoded if isinstance(d, ImageLoadError)]
+                for i, d in zip(chunk, decoded, strict=True):
+                    if isinstance(d, ImageLoadError):
+                        result.failures.append(d)
+                        result.failed_indices.append(i)
                 if good:
                     e, lg = self.embed_arrays(np.stack([d for _, d in good]))
                     embs.append(e)

@@ -7,6 +7,7 @@ greyscale or CMYK files and PNGs with alpha. All of them come out as 8-bit RGB, 
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = frozenset(
 # 120 MP admits every phone camera (48-200 MP sensors bin to <= 50 MP by default) and refuses
 # decompression bombs, which claim gigapixels in a few kilobytes.
 DEFAULT_MAX_PIXELS = 120_000_000
+_OPEN_LOCK = threading.Lock()
 
 
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -41,16 +43,11 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         raise ImageLoadError(path, "file not found")
     if path.stat().st_size == 0:
         raise ImageLoadError(path, "file is empty (0 bytes)")
-    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its limit; a bomb is refused either way.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            with Image.open(path) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+        with _open_checked(path, max_pixels) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageLoadError(
             path, f"image is larger than {max_pixels:,} pixels (possible decompression bomb)"
@@ -63,8 +60,23 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         raise ImageLoadError(path, reason) from None
     except (ValueError, SyntaxError) as exc:  # some plugins report corrupt headers this way
         raise ImageLoadError(path, f"cannot be decoded ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """``Image.open`` (reads the header only) under our pixel limit.
+
+    Pillow keeps its limit in a module global and warns through the process-wide warnings
+    filters, neither of which is thread-safe, and images are decoded in threads: so the limit is
+    swapped in under a lock held just while the header is parsed.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        # Pillow only warns between 1x and 2x its limit; a bomb is refused either way.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -11,7 +11,7 @@ from reid.model import ReIDOutput
 
 
 class ReIDLoss(nn.Module):
-    """``ce_weight * CE(logits) + metric_weight * metric(embeddings)``.
+    """``CE(logits) + metric_weight * metric(embeddings)``.
 
     The metric loss may own parameters (ArcFace class centres): they are in this module's
     ``parameters()`` and ``state_dict()``, so the optimiser trains them and checkpoints keep them.

@@ -36,7 +36,10 @@ def classification_metrics(
     return {
         "num_images": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "kappa": 0.0 if np.isnan(kappa) else float(kappa),
+        # kappa is undefined (0/0) when truth and prediction are one and the same single class
+        "kappa": (1.0 if list(y_true) == list(y_pred) else 0.0)
+        if np.isnan(kappa)
+        else float(kappa),
         "macro_precision": float(np.mean(p[present])),
         "macro_recall": float(np.mean(r[present])),
         "macro_f1": float(np.mean(f[present])),

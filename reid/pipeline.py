@@ -7,12 +7,23 @@ gets the same behaviour without copying any CLI code.
 from __future__ import annotations
 
 import getpass
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from gallery import NEW, EnrollReport, Gallery, ImageRecord, Match
+import numpy as np
+
+from gallery import (
+    NEW,
+    EnrollReport,
+    Gallery,
+    GalleryError,
+    ImageRecord,
+    Match,
+    validate_individual_id,
+)
 from reid.data import Sample
 from reid.embed import Embedder
 from reid.errors import ImageLoadError, ReIDError
@@ -23,10 +34,12 @@ from reid.imageio import IMAGE_SUFFIXES
 class EnrollOutcome:
     report: EnrollReport
     unreadable: list[ImageLoadError] = field(default_factory=list)
+    bad_ids: list[tuple[Path, str]] = field(default_factory=list)  # (photo, why its id is refused)
 
     def summary(self) -> str:
         text = self.report.summary()
-        return text + "".join(f"; skipped {e.path}: {e.reason}" for e in self.unreadable)
+        text += "".join(f"; skipped {e.path}: {e.reason}" for e in self.unreadable)
+        return text + "".join(f"; skipped {path}: {why}" for path, why in self.bad_ids)
 
 
 @dataclass
@@ -66,7 +79,11 @@ def open_gallery(
             index_factory=index_factory,
         )
     gallery = Gallery.open(directory)
-    gallery.check_model(embedder.fingerprint, embedder.loaded.model.embedding_dim)
+    try:
+        gallery.check_model(embedder.fingerprint, embedder.loaded.model.embedding_dim)
+    except GalleryError:
+        gallery.close()
+        raise
     return gallery
 
 
@@ -93,7 +110,16 @@ def enroll_samples(
     user: str | None = None,
     progress: bool = True,
 ) -> EnrollOutcome:
-    """Embed and enroll labelled photos; unreadable ones are reported, the rest goes on."""
+    """Embed and enroll labelled photos; unreadable photos and photos with an invalid individual
+    id are reported by name, the rest goes on. Ids are checked before any embedding is done."""
+    valid, bad_ids = [], []
+    for s in samples:
+        try:
+            validate_individual_id(s.individual)
+            valid.append(s)
+        except GalleryError as exc:
+            bad_ids.append((Path(s.path), str(exc)))
+    samples = valid
     result = embedder.embed_paths([s.path for s in samples], progress=progress, desc="enrolling")
     records = [to_record(samples[i], observer) for i in result.indices]
     report = gallery.enroll(
@@ -102,7 +128,7 @@ def enroll_samples(
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),
     )
-    return EnrollOutcome(report, result.failures)
+    return EnrollOutcome(report, result.failures, bad_ids)
 
 
 def match_photos(
@@ -118,12 +144,11 @@ def match_photos(
     """Identify each photo: a known individual or NEW. With ``enroll_new``, NEW photos are
     enrolled one by one as new individuals, so a second photo of the same newcomer in the same
     batch is matched to the first rather than becoming another new individual."""
-    result = embedder.embed_paths(list(photos), progress=progress, desc="matching")
-    rows = {i: MatchRow(photos[i], None, "") for i in range(len(photos))}
-    for err in result.failures:
-        index = photos.index(err.path) if err.path in photos else None
-        if index is not None:
-            rows[index].error = err.reason
+    photos = [Path(p) for p in photos]
+    result = embedder.embed_paths(photos, progress=progress, desc="matching")
+    rows = [MatchRow(p, None) for p in photos]
+    for i, err in zip(result.failed_indices, result.failures, strict=True):
+        rows[i].error = err.reason
     matches = (
         gallery.identify(result.embeddings, model_fingerprint=embedder.fingerprint, top_k=top_k)
         if result.indices
@@ -135,27 +160,36 @@ def match_photos(
                 result.embeddings[k : k + 1], model_fingerprint=embedder.fingerprint, top_k=top_k
             )[0]
             if match.is_new:
-                rows[i].enrolled_as = _enroll_new(
+                new_id, reason = _enroll_new(
                     gallery, photos[i], result.embeddings[k], embedder, user
                 )
+                rows[i].enrolled_as, rows[i].error = new_id, reason
         rows[i].match = match
-    return [rows[i] for i in range(len(photos))]
+    return rows
 
 
-def _enroll_new(gallery: Gallery, photo: Path, vector, embedder: Embedder, user: str | None) -> str:
-    known = {s.individual for s in gallery.individuals()}
-    stamp = datetime.now().strftime("%Y%m%d")
-    n = 1
-    while f"ind-{stamp}-{n:03d}" in known:
-        n += 1
-    new_id = f"ind-{stamp}-{n:03d}"
-    gallery.enroll(
+def _enroll_new(
+    gallery: Gallery, photo: Path, vector: np.ndarray, embedder: Embedder, user: str | None
+) -> tuple[str, str]:
+    """Enroll one NEW photo under a fresh id; returns (id, "") or ("", why it was not enrolled).
+
+    The id carries the time and a random suffix, so two field laptops enrolling newcomers at the
+    same moment never give two animals one id."""
+    new_id = f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    report = gallery.enroll(
         [ImageRecord(path=photo, individual=new_id)],
         vector[None],
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),
     )
-    return new_id
+    if report.added:
+        return new_id, ""
+    if report.duplicates:
+        return (
+            "",
+            f"not enrolled: already in the gallery as {report.duplicates[0].existing_individual}",
+        )
+    return "", f"not enrolled: {report.failed[0].reason if report.failed else 'unknown reason'}"
 
 
 __all__ = [

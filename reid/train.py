@@ -7,6 +7,7 @@ loss, mixed precision and channels-last on a GPU, a progress bar, resume from ``
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import time
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from reid.augment import build_augment
 from reid.checkpoint import BEST_NAME, LAST_NAME, atomic_torch_save, save_checkpoint
-from reid.config import Config, save_config
+from reid.config import Config, save_config, to_dict
 from reid.data import Sample, load_images, split_by_sighting
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
@@ -82,12 +83,107 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train on ``samples`` and write ``out_dir/{model.pt,last.pt,config.yaml,train_log.csv}``."""
+    """Train on ``samples`` and write ``out_dir/{model.pt,last.pt,config.yaml,train_log.csv}``.
+
+    With ``resume``, continue from ``out_dir/last.pt``; only ``train.epochs`` may differ from the
+    run being resumed, and the photos and their split must be the same.
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
-    save_config(cfg, out_dir / "config.yaml")
+    data = _prepare_data(cfg, samples, progress, log)
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg, len(data.classes)).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, len(data.classes), cfg.model.embedding_dim).to(device)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.parameters(), "lr": cfg.train.lr},
+            {"params": loss_fn.parameters(), "lr": cfg.loss.lr},
+        ],
+        weight_decay=cfg.train.weight_decay,
+    )
+    log(
+        f"{len(data.classes)} classes; {len(data.train)} train / {len(data.val)} validation "
+        f"photos (split by sighting); device {device}"
+    )
+    state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
+    resumed = _Resume(out_dir / LAST_NAME, cfg, data.fingerprint)
+    first_epoch = resumed.restore(model, loss_fn, optimizer, state, log) if resume else 1
+    if not resume:
+        (out_dir / "train_log.csv").unlink(missing_ok=True)  # a fresh run starts a fresh log
+    save_config(cfg, out_dir / "config.yaml")  # after the resume checks: it describes this run
+    loop = _Loop(model, loss_fn, optimizer, device, cfg, progress)
+    seen, train_seconds, epoch = 0, 0.0, first_epoch - 1
+    if state.should_stop():  # resuming a run that had already stopped early
+        log(f"nothing to do: this run stopped early after epoch {epoch}")
+        first_epoch = cfg.train.epochs + 1
+    for epoch in range(first_epoch, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        train_stats = loop.train_epoch(data.train, epoch)
+        train_seconds += time.perf_counter() - t0
+        seen += train_stats["images"]
+        val_stats = loop.evaluate(data.val) if len(data.val) else {}
+        improved = state.update(val_stats.get("loss"), epoch)
+        row = {
+            "epoch": epoch,
+            **{f"train_{k}": v for k, v in train_stats.items()},
+            **{f"val_{k}": v for k, v in val_stats.items()},
+            "seconds": round(time.perf_counter() - t0, 2),
+            "best": improved,
+        }
+        _append_log(out_dir / "train_log.csv", row)
+        log(_format_row(row))
+        if improved:
+            save_checkpoint(
+                out_dir / BEST_NAME,
+                model,
+                cfg,
+                data.classes,
+                extra={
+                    "loss_state": loss_fn.state_dict(),
+                    "epoch": epoch,
+                    "val": val_stats,
+                    "holdout_individuals": data.holdout,
+                },
+            )
+        resumed.save(model, loss_fn, optimizer, state, epoch, data.classes)
+        if state.should_stop():
+            log(
+                f"early stopping: validation loss has not improved by {state.min_delta} "
+                f"for {state.patience} epochs"
+            )
+            break
+    result = TrainResult(
+        out_dir, out_dir / BEST_NAME, data.classes, epoch, state.best_epoch, state.best,
+        len(data.train), len(data.val), data.num_skipped,
+        round(time.perf_counter() - start, 1),
+        round(seen / train_seconds, 1) if train_seconds else 0.0, data.holdout,
+    )  # fmt: skip
+    (out_dir / "train_summary.json").write_text(
+        json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}, indent=2
+        )
+    )
+    return result
+
+
+@dataclass
+class _Data:
+    train: ImageSet
+    val: ImageSet
+    classes: list[str]
+    holdout: list[str]
+    num_skipped: int
+    fingerprint: str  # which photos went to train and val: a resumed run must see the same
+
+
+def _prepare_data(
+    cfg: Config, samples: Sequence[Sample], progress: bool, log: Callable[[str], None]
+) -> _Data:
+    """Hold out individuals, decode every photo once, split by sighting, build the datasets."""
     samples, holdout = hold_out_individuals(samples, cfg.data.holdout_individuals, cfg.train.seed)
     if holdout:
         log(
@@ -102,122 +198,35 @@ def train(
         num_threads=cfg.train.num_threads,
     )
     log(loaded.summary())
-    labels_text = [s.get(cfg.data.label_column) for s in loaded.samples]
-    if len(set(labels_text)) < 2:
+    labels = [s.get(cfg.data.label_column) for s in loaded.samples]
+    if len(set(labels)) < 2:
         raise ReIDError(
             f"Training needs photos of at least 2 different {cfg.data.label_column} values; "
-            f"found {len(set(labels_text))} among {len(loaded.samples)} usable photos."
+            f"found {len(set(labels))} among {len(loaded.samples)} usable photos."
         )
     train_idx, val_idx = split_by_sighting(loaded.samples, cfg.data.val_fraction, cfg.train.seed)
-    classes = sorted({labels_text[i] for i in train_idx})
+    classes = sorted({labels[i] for i in train_idx})
     index = {c: k for k, c in enumerate(classes)}
-    val_idx = [i for i in val_idx if labels_text[i] in index]
-    device = resolve_device(cfg.train.device)
-    model = build_model(cfg, len(classes)).to(device)
-    if device.type == "cuda" and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg.loss, len(classes), cfg.model.embedding_dim).to(device)
-    optimizer = torch.optim.Adam(
-        [
-            {"params": model.parameters(), "lr": cfg.train.lr},
-            {"params": loss_fn.parameters(), "lr": cfg.loss.lr},
-        ],
-        weight_decay=cfg.train.weight_decay,
-    )
-    train_set = ImageSet(
-        [loaded.images[i] for i in train_idx],
-        [index[labels_text[i]] for i in train_idx],
-        build_augment(cfg.augment, cfg.data.input_size),
-    )
-    val_set = ImageSet(
-        [loaded.images[i] for i in val_idx], [index[labels_text[i]] for i in val_idx]
-    )
-    log(
-        f"{len(classes)} classes; {len(train_set)} train / {len(val_set)} validation photos "
-        f"(split by sighting); device {device}"
-    )
-    state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
-    first_epoch = _maybe_resume(
-        out_dir / LAST_NAME, resume, model, loss_fn, optimizer, state, classes, log
-    )
-    loop = _Loop(model, loss_fn, optimizer, device, cfg, progress)
-    log_path = out_dir / "train_log.csv"
-    seen = 0
-    train_seconds = 0.0
-    epoch = first_epoch - 1
-    for epoch in range(first_epoch, cfg.train.epochs + 1):
-        t0 = time.perf_counter()
-        train_stats = loop.train_epoch(train_set, epoch)
-        train_seconds += time.perf_counter() - t0
-        seen += train_stats["images"]
-        val_stats = loop.evaluate(val_set) if len(val_set) else {}
-        improved = state.update(val_stats.get("loss"), epoch)
-        row = {
-            "epoch": epoch,
-            **{f"train_{k}": v for k, v in train_stats.items()},
-            **{f"val_{k}": v for k, v in val_stats.items()},
-            "seconds": round(time.perf_counter() - t0, 2),
-            "best": improved,
-        }
-        _append_log(log_path, row)
-        log(_format_row(row))
-        if improved:
-            save_checkpoint(
-                out_dir / BEST_NAME,
-                model,
-                cfg,
-                classes,
-                extra={
-                    "loss_state": loss_fn.state_dict(),
-                    "epoch": epoch,
-                    "val": val_stats,
-                    "holdout_individuals": holdout,
-                },
-            )
-        atomic_torch_save(
-            {
-                "model_state": model.state_dict(),
-                "loss_state": loss_fn.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "classes": classes,
-                "early_stop": asdict(state),
-            },
-            out_dir / LAST_NAME,
-        )
-        if state.should_stop():
-            log(
-                f"early stopping: validation loss has not improved by {state.min_delta} "
-                f"for {state.patience} epochs"
-            )
-            break
-    result = TrainResult(
-        out_dir,
-        out_dir / BEST_NAME,
-        classes,
-        epoch,
-        state.best_epoch,
-        state.best,
-        len(train_set),
-        len(val_set),
-        len(loaded.skipped),
-        round(time.perf_counter() - start, 1),
-        round(seen / train_seconds, 1) if train_seconds else 0.0,
-        holdout,
-    )
-    (out_dir / "train_summary.json").write_text(
-        json.dumps(
-            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}, indent=2
-        )
-    )
-    return result
+    val_idx = [i for i in val_idx if labels[i] in index]
+    digest = hashlib.sha256()
+    for part, ids in (("train", train_idx), ("val", val_idx)):
+        digest.update(part.encode())
+        for i in ids:
+            digest.update(f"{loaded.samples[i].path}\x1f{labels[i]}\n".encode())
+    augment = build_augment(cfg.augment, cfg.data.input_size, seed=cfg.train.seed)
+    return _Data(
+        ImageSet([loaded.images[i] for i in train_idx], [index[labels[i]] for i in train_idx],
+                 augment),
+        ImageSet([loaded.images[i] for i in val_idx], [index[labels[i]] for i in val_idx]),
+        classes, holdout, len(loaded.skipped), digest.hexdigest()[:16],
+    )  # fmt: skip
 
 
 def hold_out_individuals(
     samples: Sequence[Sample], fraction: float, seed: int
 ) -> tuple[list[Sample], list[str]]:
-    """Drop a seeded ``fraction`` of the individuals (at least 2 when fraction > 0, and never
-    so many that fewer than 2 remain); returns (kept samples, sorted held-out ids)."""
+    """Drop a seeded ``fraction`` of the individuals: at least 2 when fraction > 0, but never so
+    many that fewer than 2 remain to train on; returns (kept samples, sorted held-out ids)."""
     individuals = sorted({s.individual for s in samples})
     if fraction <= 0:
         return list(samples), []
@@ -251,33 +260,79 @@ class _EarlyStop:
         return self.best is not None and self.bad_epochs >= self.patience
 
 
-def _maybe_resume(
-    path: Path,
-    resume: bool,
-    model: ReIDModel,
-    loss_fn: ReIDLoss,
-    optimizer,
-    state: _EarlyStop,
-    classes: list[str],
-    log: Callable[[str], None],
-) -> int:
-    if not resume:
-        return 1
-    if not path.is_file():
-        raise ReIDError(f"Cannot resume: {path} does not exist (train without --resume first).")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if saved["classes"] != classes:
-        raise ReIDError(
-            f"Cannot resume from {path}: it was trained on other individuals; "
-            "use the same data or start a new run directory."
-        )
-    model.load_state_dict(saved["model_state"])
-    loss_fn.load_state_dict(saved["loss_state"])
-    optimizer.load_state_dict(saved["optimizer"])
-    for key, value in saved["early_stop"].items():
-        setattr(state, key, value)
-    log(f"resuming after epoch {saved['epoch']}")
-    return saved["epoch"] + 1
+class _Resume:
+    """``last.pt``: everything needed to continue a run exactly where it stopped."""
+
+    def __init__(self, path: Path, cfg: Config, data_fingerprint: str) -> None:
+        self.path, self.cfg, self.data_fingerprint = path, cfg, data_fingerprint
+
+    def save(
+        self,
+        model: ReIDModel,
+        loss_fn: ReIDLoss,
+        optimizer,
+        state: _EarlyStop,
+        epoch: int,
+        classes: list[str],
+    ) -> None:
+        atomic_torch_save({
+            "model_state": model.state_dict(), "loss_state": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(), "epoch": epoch, "classes": classes,
+            "early_stop": asdict(state), "config": to_dict(self.cfg),
+            "data_fingerprint": self.data_fingerprint,
+        }, self.path)  # fmt: skip
+
+    def restore(
+        self,
+        model: ReIDModel,
+        loss_fn: ReIDLoss,
+        optimizer,
+        state: _EarlyStop,
+        log: Callable[[str], None],
+    ) -> int:
+        """Load the saved state into the given objects; returns the first epoch to run."""
+        if not self.path.is_file():
+            raise ReIDError(
+                f"Cannot resume: {self.path} does not exist (train without --resume first)."
+            )
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ReIDError(
+                f"Cannot resume: {self.path} cannot be read ({type(exc).__name__}); "
+                "start a new run directory."
+            ) from None
+        self._check(saved)
+        model.load_state_dict(saved["model_state"])
+        loss_fn.load_state_dict(saved["loss_state"])
+        optimizer.load_state_dict(saved["optimizer"])
+        for key, value in saved["early_stop"].items():
+            setattr(state, key, value)
+        log(f"resuming after epoch {saved['epoch']}")
+        return saved["epoch"] + 1
+
+    def _check(self, saved: dict) -> None:
+        old, new = dict(saved.get("config", {})), to_dict(self.cfg)
+        old.get("train", {}).pop("epochs", None)
+        new["train"].pop("epochs")
+        changed = [
+            f"{section}.{key}"
+            for section in new
+            for key in new[section]
+            if old.get(section, {}).get(key) != new[section][key]
+        ]
+        if changed:
+            raise ReIDError(
+                f"Cannot resume from {self.path}: the config differs in "
+                f"{', '.join(changed[:4])}; only train.epochs may change when "
+                "resuming (start a new run directory to change the rest)."
+            )
+        if saved.get("data_fingerprint") != self.data_fingerprint:
+            raise ReIDError(
+                f"Cannot resume from {self.path}: the photos or their train/validation "
+                "split differ from the run being resumed; use the same data or start "
+                "a new run directory."
+            )
 
 
 class _Loop:
@@ -317,6 +372,7 @@ class _Loop:
         )
         loader = DataLoader(
             data,
+            worker_init_fn=_seed_worker_augment,
             batch_size=batch,
             sampler=sampler,
             drop_last=True,
@@ -362,6 +418,14 @@ class _Loop:
             **{k: round(v / n, 4) for k, v in totals.items()},
             "accuracy": round(correct / n, 4),
         }
+
+
+def _seed_worker_augment(worker_id: int) -> None:
+    """Give each loader worker its own augmentation stream: forked workers would otherwise all
+    replay the parent's albumentations RNG, the same in every worker and every epoch."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and getattr(info.dataset, "augment", None) is not None:
+        info.dataset.augment.set_random_seed(info.seed % 2**32)
 
 
 def _append_log(path: Path, row: dict) -> None:

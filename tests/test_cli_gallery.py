@@ -213,3 +213,30 @@ def test_calibrate_with_model_uses_never_trained_individuals(enrolled, tiny_run,
     info = json.loads(_ok(["gallery", "info", enrolled]))
     assert info["calibration"]["unknown_pool"] == "never-trained"
     assert info["calibration"]["num_unknown_trials"] == 8
+
+
+def test_same_bad_photo_twice_and_a_bad_id(enrolled, tiny_run, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    out = _ok(["match", enrolled, bad, bad, "--model", tiny_run, "--quiet", "--device", "cpu"])
+    assert out.count("file is empty") == 2
+    photo = tmp_path / "p" / "x.jpg"
+    photo.parent.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (90, 60, 30)).save(photo)
+    out = _ok(
+        [
+            "enroll",
+            enrolled,
+            photo,
+            "--individual",
+            "new",
+            "--model",
+            tiny_run,
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert "enrolled 0 photo(s)" in out and "is not allowed" in out

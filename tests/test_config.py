@@ -61,3 +61,16 @@ def test_demo_yaml_mirrors_demo_config():
 
     assert load_config(REPO / "configs" / "demo.yaml") == demo_config()
     assert yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    # YAML 1.1 reads 3e-4 (no decimal point) as a string; the config accepts it as a number
+    assert load_config(None, ["train.lr=3e-4"]).train.lr == 3e-4
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  lr: 1e-3\n")
+    assert load_config(path).loss.lr == 1e-3
+
+
+def test_batch_must_hold_whole_groups_per_individual():
+    with pytest.raises(ConfigError, match="multiple of train.m_per_class"):
+        load_config(None, ["train.batch_size=6", "train.m_per_class=4"])

@@ -86,3 +86,26 @@ def test_split_by_individual_is_disjoint():
     ind_train = {samples[i].individual for i in train}
     ind_test = {samples[i].individual for i in test}
     assert len(ind_test) == 2 and not ind_train & ind_test
+
+
+def test_manifest_with_unquoted_comma_or_wrong_encoding_is_named(tmp_path):
+    _img(tmp_path / "1.jpg")
+    (tmp_path / "m.csv").write_text("path,individual,location\n1.jpg,A,Hiroshima, Japan\n")
+    with pytest.raises(ReIDError, match="line 2 has more fields than the header"):
+        read_dataset(tmp_path / "m.csv")
+    (tmp_path / "j.csv").write_bytes("path,individual\n1.jpg,オオサンショウウオ\n".encode("cp932"))
+    with pytest.raises(ReIDError, match="not UTF-8"):
+        read_dataset(tmp_path / "j.csv")
+
+
+def test_photos_in_the_root_folder_are_not_silently_skipped(tmp_path):
+    _img(tmp_path / "loose.jpg")
+    _img(tmp_path / "A" / "1.jpg")
+    with pytest.raises(ReIDError, match="1 photos lie directly in"):
+        read_dataset(tmp_path)
+
+
+def test_hidden_files_are_ignored(tmp_path):
+    _img(tmp_path / "A" / "1.jpg")
+    (tmp_path / "A" / "._1.jpg").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
+    assert [s.path.name for s in read_dataset(tmp_path)] == ["1.jpg"]

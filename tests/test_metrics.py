@@ -29,3 +29,7 @@ def test_perfect_and_unknown_individual():
     # a test photo of an individual the model never learned is an error, not dropped
     m = classification_metrics(["x", "new"], ["x", "x"], labels=["x", "new"])
     assert m["num_images"] == 2 and m["accuracy"] == 0.5
+
+
+def test_kappa_of_a_perfect_single_class_prediction_is_one():
+    assert classification_metrics(["a", "a"], ["a", "a"])["kappa"] == 1.0

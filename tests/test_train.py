@@ -164,3 +164,16 @@ def test_held_out_individuals_are_not_trained_on(tiny_data, tmp_path):
     assert len(result.holdout_individuals) == 2
     assert set(result.classes).isdisjoint(result.holdout_individuals) and len(result.classes) == 2
     assert load_checkpoint(tmp_path).extra["holdout_individuals"] == result.holdout_individuals
+
+
+def test_resume_refuses_a_changed_config_or_dataset(tiny_cfg, tiny_data, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    samples = read_dataset(tiny_data)
+    cfg = load_config(tiny_run / "config.yaml", ["train.lr=0.01"])
+    with pytest.raises(ReIDError, match="config differs in train.lr"):
+        train(cfg, samples, run, resume=True, progress=False)
+    cfg = load_config(tiny_run / "config.yaml")
+    with pytest.raises(ReIDError, match="photos or their train/validation split differ"):
+        train(cfg, samples[:-4], run, resume=True, progress=False)
+    assert load_config(run / "config.yaml") == cfg  # the refused resumes changed nothing
