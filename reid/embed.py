@@ -53,7 +53,7 @@ class Embedder:
 
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", **kwargs) -> Embedder:
-        return cls(load_checkpoint(run), device, **kwargs)
+        return cls(load_checkpoint(run, scripted=True), device, **kwargs)
 
     @property
     def fingerprint(self) -> str:
@@ -70,8 +70,8 @@ class Embedder:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.model(x)
-        return out.embeddings.float().cpu().numpy(), out.logits.float().cpu().numpy()
+            embeddings, logits = self.model(x)[:2]  # a ReIDOutput, or a tuple from TorchScript
+        return embeddings.float().cpu().numpy(), logits.float().cpu().numpy()
 
     def embed_paths(
         self,
@@ -98,7 +98,7 @@ class Embedder:
         ]
         result = EmbedResult(
             [],
-            np.zeros((0, self.loaded.model.embedding_dim), np.float32),
+            np.zeros((0, self.loaded.embedding_dim), np.float32),
             np.zeros((0, len(self.classes)), np.float32),
         )
         embs, logits = [], []

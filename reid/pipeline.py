@@ -75,12 +75,12 @@ def open_gallery(
         return Gallery.open_or_create(
             directory,
             model_fingerprint=embedder.fingerprint,
-            embedding_dim=embedder.loaded.model.embedding_dim,
+            embedding_dim=embedder.loaded.embedding_dim,
             index_factory=index_factory,
         )
     gallery = Gallery.open(directory)
     try:
-        gallery.check_model(embedder.fingerprint, embedder.loaded.model.embedding_dim)
+        gallery.check_model(embedder.fingerprint, embedder.loaded.embedding_dim)
     except GalleryError:
         gallery.close()
         raise

@@ -22,7 +22,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from reid.augment import build_augment
-from reid.checkpoint import BEST_NAME, LAST_NAME, atomic_torch_save, save_checkpoint
+from reid.checkpoint import (
+    BEST_NAME,
+    LAST_NAME,
+    SCRIPTED_NAME,
+    atomic_torch_save,
+    save_checkpoint,
+    save_scripted,
+)
 from reid.config import Config, save_config, to_dict
 from reid.data import Sample, load_images, split_by_sighting
 from reid.device import resolve_device, to_tensor_batch
@@ -137,7 +144,7 @@ def train(
         _append_log(out_dir / "train_log.csv", row)
         log(_format_row(row))
         if improved:
-            save_checkpoint(
+            fp = save_checkpoint(
                 out_dir / BEST_NAME,
                 model,
                 cfg,
@@ -149,6 +156,11 @@ def train(
                     "holdout_individuals": data.holdout,
                 },
             )
+            try:  # a speed-up only: matching falls back to model.pt without it
+                save_scripted(model, cfg.data.input_size, fp, out_dir / SCRIPTED_NAME)
+            except Exception as exc:  # noqa: BLE001 - tracing failures come in many types
+                (out_dir / SCRIPTED_NAME).unlink(missing_ok=True)
+                log(f"no TorchScript copy ({type(exc).__name__}): matching will load model.pt")
         resumed.save(model, loss_fn, optimizer, state, epoch, data.classes)
         if state.should_stop():
             log(

@@ -100,3 +100,18 @@ def test_user_mistakes_exit_nonzero_with_one_sentence(tmp_path):
         output = _plain(result.output)
         assert text in output, output
         assert "Traceback" not in output
+
+
+def test_console_script_exit_codes(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv = ['reid'] + sys.argv[1:]; from cli.main import main; main()"
+    ok = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "enroll" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "evaluate", str(tmp_path), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "No model checkpoint" in bad.stderr

@@ -133,3 +133,24 @@ def test_model_normalises_inside(tiny_cfg):
     model = build_model(tiny_cfg, num_classes=2)
     assert isinstance(model, ReIDModel)
     assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # lite0 was trained with mean=std=0.5
+
+
+def test_scripted_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_cfg, tmp_path):
+    from reid.checkpoint import SCRIPTED_NAME, save_scripted
+
+    model = build_model(tiny_cfg, num_classes=3).eval()
+    fp = save_checkpoint(tmp_path / "model.pt", model, tiny_cfg, ["a", "b", "c"])
+    save_scripted(model, 64, fp, tmp_path / SCRIPTED_NAME)
+    eager, scripted = load_checkpoint(tmp_path), load_checkpoint(tmp_path, scripted=True)
+    assert isinstance(scripted.model, torch.jit.ScriptModule)
+    x = torch.rand(5, 3, 64, 64)  # another batch size than the trace's
+    with torch.no_grad():
+        a, b = eager.model(x), scripted.model(x)
+    assert torch.allclose(a.embeddings, b[0], atol=1e-6) and torch.allclose(
+        a.logits, b[1], atol=1e-5
+    )
+    # a checkpoint retrained without refreshing model.ts: the stale copy is not used
+    save_checkpoint(
+        tmp_path / "model.pt", build_model(tiny_cfg, num_classes=3), tiny_cfg, ["a", "b", "c"]
+    )
+    assert not isinstance(load_checkpoint(tmp_path, scripted=True).model, torch.jit.ScriptModule)

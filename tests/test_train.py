@@ -19,7 +19,14 @@ from reid.train import train
 
 
 def test_run_directory_holds_everything(tiny_run):
-    for name in ("model.pt", "last.pt", "config.yaml", "train_log.csv", "train_summary.json"):
+    for name in (
+        "model.pt",
+        "model.ts",
+        "last.pt",
+        "config.yaml",
+        "train_log.csv",
+        "train_summary.json",
+    ):
         assert (tiny_run / name).is_file(), name
     rows = list(csv.DictReader(open(tiny_run / "train_log.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_loss" in rows[0]
