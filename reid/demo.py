@@ -20,11 +20,11 @@ DEMO_OVERRIDES = [
     "model.backbone=tf_efficientnet_lite0",
     "model.pretrained=lite0",
     "model.embedding_dim=128",
-    "data.input_size=128",
-    "train.epochs=12",
+    "data.input_size=160",
+    "train.epochs=20",
     "train.batch_size=32",
     "train.lr=0.001",
-    "train.early_stop_patience=4",
+    "train.early_stop_patience=6",
 ]
 
 
