@@ -18,6 +18,15 @@ from reid.protocol import run_condition_protocol
 from reid.train import train
 
 
+def _scratch_cfg(*overrides: str):
+    """A tiny randomly initialised model for tests of the training mechanics, not of accuracy."""
+    return load_config(None, [
+        "model.backbone=tf_efficientnet_lite0", "model.pretrained=none", "data.input_size=32",
+        "train.epochs=1", "train.m_per_class=2", "model.embedding_dim=8", "train.device=cpu",
+        *overrides,
+    ])  # fmt: skip
+
+
 def test_run_directory_holds_everything(tiny_run):
     for name in (
         "model.pt",
@@ -55,19 +64,7 @@ def test_training_goes_on_past_a_bad_image(tiny_cfg, tiny_data, tmp_path):
     samples = read_dataset(tiny_data)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
-    cfg = load_config(
-        None,
-        [
-            "model.backbone=tf_efficientnet_lite0",
-            "model.pretrained=none",
-            "data.input_size=32",
-            "train.epochs=1",
-            "train.batch_size=8",
-            "train.m_per_class=2",
-            "model.embedding_dim=8",
-            "train.device=cpu",
-        ],
-    )
+    cfg = _scratch_cfg("train.batch_size=8")
     logs = []
     result = train(
         cfg,
@@ -107,20 +104,7 @@ def test_evaluate_writes_metrics_and_plots(tiny_run, tiny_data, tmp_path):
 def test_condition_protocol_gives_one_row_per_condition_plus_mixed(tiny_cfg, tiny_data, tmp_path):
     samples = read_dataset(tiny_data)
     dates = sorted({s.date for s in samples})
-    cfg = load_config(
-        None,
-        [
-            "model.backbone=tf_efficientnet_lite0",
-            "model.pretrained=none",
-            "data.input_size=32",
-            "train.epochs=1",
-            "train.batch_size=4",
-            "train.m_per_class=2",
-            "model.embedding_dim=8",
-            "train.device=cpu",
-            "data.val_fraction=0",
-        ],
-    )
+    cfg = _scratch_cfg("train.batch_size=4", "data.val_fraction=0")
     result = run_condition_protocol(
         cfg,
         [s for s in samples if s.date == dates[0]],
@@ -153,20 +137,7 @@ def test_hold_out_individuals_is_seeded_and_bounded():
 
 
 def test_held_out_individuals_are_not_trained_on(tiny_data, tmp_path):
-    cfg = load_config(
-        None,
-        [
-            "model.backbone=tf_efficientnet_lite0",
-            "model.pretrained=none",
-            "data.input_size=32",
-            "train.epochs=1",
-            "train.batch_size=4",
-            "train.m_per_class=2",
-            "model.embedding_dim=8",
-            "train.device=cpu",
-            "data.holdout_individuals=0.25",
-        ],
-    )
+    cfg = _scratch_cfg("train.batch_size=4", "data.holdout_individuals=0.25")
     result = train(cfg, read_dataset(tiny_data), tmp_path, progress=False, log=lambda _: None)
     assert len(result.holdout_individuals) == 2
     assert set(result.classes).isdisjoint(result.holdout_individuals) and len(result.classes) == 2
