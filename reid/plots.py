@@ -81,7 +81,7 @@ def plot_match_sheet(query: Path, match, path: Path, *, title: str = "") -> Path
         fontsize=11,
         color="darkred" if match.is_new else "black",
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.88))  # leave room for the decision line on top
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
