@@ -88,7 +88,7 @@ def main() -> None:
     gallery = Gallery.create(
         args.work / "gallery",
         model_fingerprint=embedder.fingerprint,
-        embedding_dim=embedder.loaded.model.embedding_dim,
+        embedding_dim=embedder.loaded.embedding_dim,
     )
     print(enroll_samples(gallery, enroll_set, embedder, progress=False).summary())
     queries = query_known + unknown

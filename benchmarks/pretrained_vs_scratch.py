@@ -4,9 +4,9 @@ nyala_train (179 antelope, flank stripes), split by sighting (both flank photos 
 stay together), each flank a class of its own (left and right are different patterns). Both
 models use the same config, split and seed; only ``model.pretrained`` differs. Reports
 closed-set classifier accuracy/kappa/macro-F1 and embedding rank-1 (test photo -> nearest
-training photo), writes benchmarks/results/nyala_pretrained.{json,md} plus confusion matrices.
+training photo), writes benchmarks/results/pretrained_vs_scratch.{json,md} plus confusion matrices.
 
-    python benchmarks/nyala_pretrained.py --data ../shared/data/nyala_train
+    python benchmarks/pretrained_vs_scratch.py --data ../shared/data/nyala_train
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--test-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/nyala_pretrained"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/pretrained_vs_scratch"))
     args = ap.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: pass --data pointing at nyala_train (see shared/data).")
@@ -82,7 +82,7 @@ def main() -> None:
         f"{len(train_set)} train / {len(test_set)} test photos; {len(test_all) - len(test_set)} "
         f"test photos show a flank never seen in training and are left out of closed-set scores"
     )
-    rows, fig_dir = [], RESULTS_DIR / "nyala_pretrained"
+    rows, fig_dir = [], RESULTS_DIR / "pretrained_vs_scratch"
     for pretrained in ("lite0", "none"):
         cfg = load_config(
             None,
@@ -134,10 +134,10 @@ def main() -> None:
     md += [
         "",
         f"Pretrained (lite0) / random-init accuracy ratio: {ratio:.2f}. Confusion matrices: "
-        "`nyala_pretrained/<init>/confusion.png`.",
+        "`pretrained_vs_scratch/<init>/confusion.png`.",
     ]
     write_results(
-        "nyala_pretrained",
+        "pretrained_vs_scratch",
         {
             "rows": rows,
             "accuracy_ratio": ratio,
