@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from reid.errors import ImageLoadError, ReIDError
-from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, prepare_image
+from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, try_prepare_image
 
 STANDARD_COLUMNS = ("date", "time", "condition", "location", "side", "sighting")
 
@@ -75,7 +75,7 @@ def read_folder(root: Path) -> list[Sample]:
     manifest = root / "manifest.csv"
     if manifest.is_file():
         return read_manifest(manifest)
-    loose = [p for p in root.iterdir() if _is_photo(p)]
+    loose = [p for p in root.iterdir() if is_photo(p)]
     if loose:
         raise ReIDError(
             f"{len(loose)} photos lie directly in {root} (e.g. {loose[0].name}): put "
@@ -84,14 +84,15 @@ def read_folder(root: Path) -> list[Sample]:
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for file in sorted(folder.rglob("*")):
-            if _is_photo(file) and not any(
+            if is_photo(file) and not any(
                 part.startswith(".") for part in file.relative_to(root).parts
             ):
                 samples.append(Sample(path=file, individual=folder.name))
     return samples
 
 
-def _is_photo(path: Path) -> bool:
+def is_photo(path: Path) -> bool:
+    """An image file by its suffix, not hidden (macOS ``._*`` companions are not photos)."""
     return (
         path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
     )
@@ -170,10 +171,7 @@ def load_images(
     """Decode and resize every photo once; bad files are reported and skipped, the rest goes on."""
 
     def work(s: Sample) -> np.ndarray | ImageLoadError:
-        try:
-            return prepare_image(s.path, size, max_pixels=max_pixels)
-        except ImageLoadError as exc:
-            return exc
+        return try_prepare_image(s.path, size, max_pixels=max_pixels)
 
     out = LoadedImages([], [], [])
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:  # decoding releases the GIL
@@ -232,9 +230,3 @@ def split_by_individual(
     train = [i for i, s in enumerate(samples) if s.individual not in test_ids]
     test = [i for i, s in enumerate(samples) if s.individual in test_ids]
     return train, test
-
-
-def select(samples: Iterable[Sample], column: str, values: Iterable[str]) -> list[Sample]:
-    """The samples whose ``column`` is one of ``values``."""
-    wanted = set(values)
-    return [s for s in samples if s.get(column) in wanted]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from reid.checkpoint import LoadedModel, load_checkpoint
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ImageLoadError
-from reid.imageio import prepare_image
+from reid.imageio import try_prepare_image
 
 Box = tuple[int, int, int, int]
 
@@ -87,10 +87,7 @@ class Embedder:
         boxes = list(boxes) if boxes is not None else [None] * len(paths)
 
         def decode(i: int) -> np.ndarray | ImageLoadError:
-            try:
-                return prepare_image(paths[i], size, box=boxes[i], max_pixels=max_pixels)
-            except ImageLoadError as exc:
-                return exc
+            return try_prepare_image(paths[i], size, box=boxes[i], max_pixels=max_pixels)
 
         chunks = [
             list(range(k, min(k + self.batch_size, len(paths))))

@@ -125,3 +125,18 @@ def prepare_image(
     if box is not None:
         img = img.crop(box)
     return resize_square(img, size)
+
+
+def try_prepare_image(
+    path: str | Path,
+    size: int,
+    *,
+    box: tuple[int, int, int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray | ImageLoadError:
+    """:func:`prepare_image`, returning the error instead of raising it: for batches, where a
+    bad photo is reported and the rest goes on."""
+    try:
+        return prepare_image(path, size, box=box, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        return exc

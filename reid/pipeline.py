@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from gallery import (
-    NEW,
     EnrollReport,
     Gallery,
     GalleryError,
@@ -24,10 +23,9 @@ from gallery import (
     Match,
     validate_individual_id,
 )
-from reid.data import Sample
+from reid.data import Sample, is_photo
 from reid.embed import Embedder
 from reid.errors import ImageLoadError, ReIDError
-from reid.imageio import IMAGE_SUFFIXES
 
 
 @dataclass
@@ -57,9 +55,7 @@ def expand_photos(items: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            out += sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            out += sorted(p for p in item.rglob("*") if is_photo(p))
         elif item.exists():
             out.append(item)
         else:
@@ -193,7 +189,6 @@ def _enroll_new(
 
 
 __all__ = [
-    "NEW",
     "EnrollOutcome",
     "MatchRow",
     "enroll_samples",
