@@ -20,8 +20,11 @@ def build_augment(cfg: AugmentConfig, size: int, seed: int | None = None) -> A.C
                 size=(size, size), scale=(cfg.crop_scale_min, 1.0), ratio=(0.85, 1.18), p=cfg.crop_p
             ),
             A.RandomBrightnessContrast(
-                brightness_limit=cfg.brightness_limit, contrast_limit=0.0, p=cfg.brightness_p
+                brightness_limit=cfg.brightness_limit,
+                contrast_limit=cfg.contrast_limit,
+                p=cfg.brightness_p,
             ),
+            A.RandomGamma(gamma_limit=(50, 200), p=cfg.gamma_p),
             A.GaussNoise(std_range=(0.0, cfg.noise_std_max), p=cfg.noise_p),
             A.ColorJitter(
                 brightness=0.1, contrast=0.1, saturation=0.0, hue=0.03, p=cfg.color_jitter_p

@@ -139,7 +139,9 @@ def load_checkpoint(
         from reid.model import build_model
 
         model = build_model(cfg, len(payload["classes"]), pretrained="none")
-        model.load_state_dict(payload["model_state"])
+        state = payload["model_state"]
+        state.setdefault("per_photo", model.per_photo)  # checkpoints older than photo_norm
+        model.load_state_dict(state)
     model.to(device).eval()
     extra = {
         k: v

@@ -45,6 +45,8 @@ class AugmentConfig:
     crop_p: float = 0.5
     brightness_limit: float = 0.25
     brightness_p: float = 0.5
+    contrast_limit: float = 0.0  # with brightness, in the same transform (same probability)
+    gamma_p: float = 0.0  # random gamma in [0.5, 2.0]: over- and under-exposed photos
     noise_std_max: float = 0.08  # Gaussian noise std as a fraction of the 0-255 range
     noise_p: float = 0.3
     color_jitter_p: float = 0.3
@@ -60,6 +62,10 @@ class ModelConfig:
     pretrained: str = "timm"
     embedding_dim: int = 512
     dropout: float = 0.3
+    # "per_photo": each photo's brightness and contrast are standardised inside the model (one
+    # mean and std over all its pixels and channels, so colour relations stay), so a dark dusk
+    # photo and a bright noon photo of one animal look alike to it; "none": fixed normalisation.
+    photo_norm: str = "none"
 
 
 @dataclass
@@ -109,6 +115,13 @@ class Config:
             ("data.val_fraction", 0 <= self.data.val_fraction < 1, "in [0, 1)"),
             ("data.holdout_individuals", 0 <= self.data.holdout_individuals < 1, "in [0, 1)"),
             ("model.dropout", 0 <= self.model.dropout < 1, "in [0, 1)"),
+            (
+                "model.photo_norm",
+                self.model.photo_norm in ("none", "per_photo"),
+                "one of none, per_photo",
+            ),  # fmt: skip
+            ("augment.gamma_p", 0 <= self.augment.gamma_p <= 1, "in [0, 1]"),
+            ("augment.contrast_limit", 0 <= self.augment.contrast_limit < 1, "in [0, 1)"),
             ("model.embedding_dim", self.model.embedding_dim > 0, "positive"),
             ("train.batch_size", self.train.batch_size >= 2, "at least 2"),
             (

@@ -12,6 +12,8 @@ from torch import nn
 from reid.backbone import build_backbone
 from reid.config import Config
 
+PHOTO_MEAN, PHOTO_STD = 0.45, 0.25  # target brightness and contrast of model.photo_norm=per_photo
+
 
 class ReIDOutput(NamedTuple):
     embeddings: torch.Tensor  # (N, D) float32, L2-normalised
@@ -34,6 +36,7 @@ class ReIDModel(nn.Module):
         dropout: float = 0.3,
         mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
         std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        photo_norm: str = "none",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -47,6 +50,9 @@ class ReIDModel(nn.Module):
         )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # a buffer, not a Python flag: it is in the state dict, hence in the fingerprint, and
+        # in the TorchScript copy
+        self.register_buffer("per_photo", torch.tensor(float(photo_norm == "per_photo")))
 
     @property
     def num_classes(self) -> int:
@@ -58,6 +64,12 @@ class ReIDModel(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, F) pooled backbone features."""
+        flat = images.flatten(1)
+        m = flat.mean(1).view(-1, 1, 1, 1)
+        s = flat.std(1).view(-1, 1, 1, 1).clamp_min(0.02)
+        # per photo: brightness and contrast mapped to those of a typical well-exposed photo
+        standardised = (images - m) / s * PHOTO_STD + PHOTO_MEAN
+        images = images + self.per_photo * (standardised - images)
         return self.backbone((images - self.mean) / self.std)
 
     def forward(self, images: torch.Tensor) -> ReIDOutput:
@@ -75,6 +87,7 @@ def build_model(cfg: Config, num_classes: int, *, pretrained: str | None = None)
         num_classes,
         embedding_dim=cfg.model.embedding_dim,
         dropout=cfg.model.dropout,
+        photo_norm=cfg.model.photo_norm,
         mean=tuple(data_cfg.get("mean", (0.485, 0.456, 0.406))),
         std=tuple(data_cfg.get("std", (0.229, 0.224, 0.225))),
     )

@@ -154,3 +154,30 @@ def test_scripted_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_
         tmp_path / "model.pt", build_model(tiny_cfg, num_classes=3), tiny_cfg, ["a", "b", "c"]
     )
     assert not isinstance(load_checkpoint(tmp_path, scripted=True).model, torch.jit.ScriptModule)
+
+
+def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_path):
+    from reid.checkpoint import SCRIPTED_NAME, fingerprint, save_scripted
+    from reid.config import from_dict, to_dict
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.model.photo_norm = "per_photo"
+    torch.manual_seed(0)
+    fixed = build_model(tiny_cfg, num_classes=3).eval()
+    per_photo = build_model(cfg, num_classes=3).eval()
+    per_photo.load_state_dict(fixed.state_dict() | {"per_photo": per_photo.per_photo})
+    bright = torch.rand(2, 3, 64, 64) * 0.6 + 0.3
+    dusk = bright * 0.25 + 0.02  # a quarter of the light, a little sensor floor
+    with torch.no_grad():
+        same = torch.cosine_similarity(per_photo(bright).embeddings, per_photo(dusk).embeddings)
+        moved = torch.cosine_similarity(fixed(bright).embeddings, fixed(dusk).embeddings)
+    assert same.min() > 0.999 and moved.max() < 0.99
+    # the option is in the weights' fingerprint and survives the checkpoint and TorchScript
+    assert fingerprint(fixed) != fingerprint(per_photo)
+    fp = save_checkpoint(tmp_path / "model.pt", per_photo, cfg, ["a", "b", "c"])
+    save_scripted(per_photo, 64, fp, tmp_path / SCRIPTED_NAME)
+    scripted = load_checkpoint(tmp_path, scripted=True).model
+    with torch.no_grad():
+        assert torch.allclose(scripted(dusk)[0], per_photo(dusk).embeddings, atol=1e-5)
+        assert torch.allclose(load_checkpoint(tmp_path).model(dusk).embeddings,
+                              per_photo(dusk).embeddings, atol=1e-6)  # fmt: skip
