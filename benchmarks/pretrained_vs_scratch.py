@@ -12,7 +12,6 @@ training photo), writes benchmarks/results/pretrained_vs_scratch.{json,md} plus 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,33 +21,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
+from benchmarks.datasets import nyala_samples  # noqa: E402
 from reid.config import load_config  # noqa: E402
 from reid.data import Sample, split_by_sighting  # noqa: E402
 from reid.embed import Embedder  # noqa: E402
 from reid.evaluate import evaluate_run  # noqa: E402
 from reid.train import train  # noqa: E402
-
-PHOTO = re.compile(r"^(?P<sighting>[^_]+)_(?P<side>left|right)photo$")
-
-
-def nyala_samples(root: Path) -> list[Sample]:
-    """``<individual>/<sighting>_{left,right}photo.jpg``; the class is individual + flank."""
-    samples = []
-    for file in sorted(root.glob("*/*.jpg")):
-        m = PHOTO.match(file.stem)
-        if not m:
-            continue
-        ind = file.parent.name
-        samples.append(
-            Sample(
-                path=file,
-                individual=ind,
-                side=m["side"],
-                sighting=m["sighting"],
-                attrs={"flank": f"{ind}-{m['side']}"},
-            )
-        )
-    return samples
 
 
 def rank1(embedder: Embedder, train: list[Sample], test: list[Sample]) -> float:

@@ -151,7 +151,8 @@ def conditions(
 
 
 # registered last so that `reid --help` lists the training commands first
-from cli import gallery_cmds  # noqa: E402, F401  (enroll, match, calibrate, gallery ...)
+# enroll, match, calibrate, gallery ...; benchmark loio
+from cli import benchmark_cmds, gallery_cmds  # noqa: E402, F401
 
 
 def main() -> None:

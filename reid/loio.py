@@ -1,0 +1,454 @@
+"""Leave-one-individual-out (LOIO): can the model tell an individual it has never seen?
+
+The paper proposed this test and did not run it. For each individual k of a seeded sample, k is
+left out; k's photos are then queries that should be flagged NEW, while later photos of the other
+individuals are queries that should be matched to them. Two modes:
+
+``fast``
+    A seeded share of the individuals (``test_fraction``) is left out of training; one model is
+    trained on the earliest sightings of the rest, and each left-out individual in turn plays k.
+    Two scenarios are scored from the same model. *Trained gallery*: the gallery is the trained
+    individuals, as in the paper's test, but without a retraining per k. *Never-trained
+    gallery*: the gallery is the other left-out individuals, enrolled without retraining, as
+    new animals are in the field; this one measures how well the embedding generalises.
+``retrain``
+    Faithful to the paper: for each k, the models are retrained on every individual but k, and
+    the gallery holds the same individuals the model learned (the trained-gallery scenario).
+
+Methods, on the same splits in the same run: ``frozen backbone`` (the pretrained backbone's
+pooled features, no fine-tuning, nearest neighbour), ``classifier`` (trained with cross-entropy
+only: its softmax, the paper's approach, where the gallery is its classes; its features as an
+embedding) and ``ours`` (classifier plus metric-learning embedding head: its embedding, and its
+softmax). Every fold's gallery is calibrated the way ``reid calibrate`` does it (leave-one-
+individual-out on the gallery itself, at a target false-match rate) and BAKS/BAUS are measured
+at that threshold.
+
+Within an individual, photos are split by sighting in time order: the earliest sightings are
+enrolled in the gallery (and trained on), later ones are the known queries.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_curve
+from torch import nn
+
+from gallery.openset import loo_trials, threshold_for_fmr
+from reid.checkpoint import LoadedModel, load_checkpoint
+from reid.config import Config, from_dict, to_dict
+from reid.data import Sample
+from reid.embed import Embedder
+from reid.errors import ReIDError
+from reid.metrics import openset_metrics, softmax_openset_metrics
+from reid.train import train
+
+MODES = ("fast", "retrain")
+HEADLINE = ("auroc", "tpr_at_fmr_1", "tpr_at_fmr_5", "oscr", "rank1", "rank5", "map",
+            "baks", "baus", "baks_baus_gmean")  # fmt: skip
+
+
+@dataclass
+class LoioSettings:
+    mode: str = "fast"
+    folds: int | None = None  # individuals k to leave out (seeded sample); None: all eligible
+    test_fraction: float = 0.5  # fast mode: share of individuals never trained on
+    enroll_fraction: float = 0.5  # per individual: earliest sightings enrolled, rest queried
+    target_fmr: float = 0.05  # the calibrated threshold's false-match rate
+    softmax_threshold: float = 0.5  # the softmax criterion has no gallery to calibrate on
+    seed: int = 0
+    baselines: bool = True
+
+
+@dataclass
+class _Method:
+    """Vectors (N, D) for the photos ``rows`` of the evaluation set, optional softmax."""
+
+    name: str
+    criterion: str  # "similarity" | "softmax"
+    vectors: np.ndarray | None = None
+    probs: np.ndarray | None = None  # (N, C) softmax over ``classes``
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Fold:
+    k: str
+    gallery: np.ndarray  # (G,) row indices into the evaluation set
+    queries: np.ndarray  # (Q,) row indices
+
+
+class _Features(nn.Module):
+    """A ReIDModel's L2-normalised pooled backbone features as its "embedding"."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = F.normalize(self.model.features(x).float(), dim=1)
+        return f, f[:, :0]
+
+
+def split_enroll_query(
+    samples: Sequence[Sample], enroll_fraction: float
+) -> tuple[list[int], list[int]]:
+    """Indices (enroll, query): per individual, the earliest sightings (date, time, name order)
+    are enrolled and the later ones queried; one-sighting individuals are enrolled only."""
+    by_ind: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(samples):
+        by_ind[s.individual][s.group].append(i)
+    enroll, query = [], []
+    for groups in by_ind.values():
+        order = sorted(groups, key=lambda g: min((samples[i].date, samples[i].time, str(
+            samples[i].path)) for i in groups[g]))  # fmt: skip
+        n_enroll = len(order) if len(order) == 1 else round(len(order) * enroll_fraction)
+        n_enroll = min(max(n_enroll, 1), len(order))
+        for j, g in enumerate(order):
+            (enroll if j < n_enroll else query).extend(groups[g])
+    return sorted(enroll), sorted(query)
+
+
+def run_loio(
+    samples: Sequence[Sample],
+    cfg: Config,
+    settings: LoioSettings,
+    work: Path,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the benchmark; returns a JSON-ready dict with, per scenario, a per-method summary,
+    per-fold rows, a by-condition breakdown and pooled ROC curves.
+
+    ``cfg.data.label_column`` is the identity a match must get right; ``Sample.individual`` is
+    the animal left out (for nyala, both flanks of one antelope).
+    """
+    if settings.mode not in MODES:
+        raise ReIDError(f"LOIO mode {settings.mode!r} is unknown: use one of {', '.join(MODES)}.")
+    t_start = time.perf_counter()
+    rng = random.Random(settings.seed)
+    samples = list(samples)
+    individuals = sorted({s.individual for s in samples})
+    if len(individuals) < 4:
+        raise ReIDError(f"LOIO needs at least 4 individuals; the data has {len(individuals)}.")
+    enroll, query = split_enroll_query(samples, settings.enroll_fraction)
+    ev = _EvalSet(samples, cfg.data.label_column, enroll, query)
+    if settings.mode == "fast":
+        shuffled = individuals[:]
+        rng.shuffle(shuffled)
+        n_out = min(len(shuffled) - 2, max(2, round(len(shuffled) * settings.test_fraction)))
+        left_out = sorted(shuffled[:n_out])
+        ks = left_out if settings.folds is None else sorted(
+            rng.sample(left_out, min(settings.folds, len(left_out))))  # fmt: skip
+    else:
+        left_out = []
+        ks = individuals if settings.folds is None else sorted(
+            rng.sample(individuals, min(settings.folds, len(individuals))))  # fmt: skip
+    trained_ids = [i for i in individuals if i not in set(left_out)]
+    log(
+        f"LOIO {settings.mode}: {len(individuals)} individuals, {len(ks)} folds; "
+        f"{len(enroll)} enrolled / {len(query)} later query photos"
+    )
+    paths = [s.path for s in samples]
+    timings: dict[str, float] = {}
+    acc = {name: _Accumulator() for name in SCENARIOS}
+    if settings.mode == "fast":
+        train_set = [samples[i] for i in enroll if samples[i].individual in set(trained_ids)]
+        methods = [_frozen(cfg, paths)] if settings.baselines else []
+        methods += _trained_methods(cfg, train_set, paths, work, settings, timings, log, progress)
+        for k in ks:
+            trained_fold = ev.fold(k, trained_ids)
+            new_fold = ev.fold(k, left_out)
+            for m in methods:
+                _score_fold(m, trained_fold, ev, settings, acc[SCENARIOS[0]])
+                if m.criterion == "similarity" and len(left_out) > 2:
+                    _score_fold(m, new_fold, ev, settings, acc[SCENARIOS[1]])
+    else:
+        frozen = _frozen(cfg, paths) if settings.baselines else None
+        for n, k in enumerate(ks, 1):
+            log(f"fold {n}/{len(ks)}: retraining without {k}")
+            others = [i for i in individuals if i != k]
+            train_set = [samples[i] for i in enroll if samples[i].individual != k]
+            methods = [frozen] if frozen else []
+            methods += _trained_methods(cfg, train_set, paths, work / f"fold_{k}", settings,
+                                        timings, log, progress)  # fmt: skip
+            for m in methods:
+                _score_fold(m, ev.fold(k, others), ev, settings, acc[SCENARIOS[0]])
+    return {
+        "mode": settings.mode,
+        "settings": vars(settings),
+        "config": to_dict(cfg),
+        "num_photos": len(samples),
+        "num_individuals": len(individuals),
+        "num_trained_individuals": len(trained_ids) - (settings.mode == "retrain"),
+        "num_left_out_individuals": len(left_out),
+        "num_enrolled": len(enroll),
+        "num_query": len(query),
+        "folds": ks,
+        "scenarios": {name: a.result() for name, a in acc.items() if a.per_fold},
+        "train_seconds": timings,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+SCENARIOS = ("trained gallery", "never-trained gallery")
+SCENARIO_TEXT = {
+    "trained gallery": "the gallery holds the individuals the model trained on (their earliest "
+    "sightings); known queries are their later photos, unknown queries every photo of the "
+    "never-trained individual k (the paper's test)",
+    "never-trained gallery": "the gallery holds individuals the model never trained on, enrolled "
+    "without retraining (how new animals are added in the field); known queries are their later "
+    "photos, unknown queries every photo of k, another never-trained individual",
+}
+
+
+class _EvalSet:
+    """Label, animal and sighting arrays over all photos, and the enroll / query split."""
+
+    def __init__(self, samples: list[Sample], label_col: str, enroll, query) -> None:
+        self.samples = samples
+        self.labels = np.array([s.get(label_col) for s in samples], dtype=object)
+        self.animals = np.array([s.individual for s in samples], dtype=object)
+        self.groups = np.array([s.group for s in samples], dtype=object)
+        self.enroll, self.query = np.array(enroll, int), np.array(query, int)
+
+    def fold(self, k: str, gallery_ids: Sequence[str]) -> _Fold:
+        """Gallery: enrolled photos of ``gallery_ids`` (k excluded); queries: their later photos
+        and every photo of k."""
+        ids = set(gallery_ids) - {k}
+        in_g = np.array([a in ids for a in self.animals])
+        is_k = self.animals == k
+        gallery = self.enroll[in_g[self.enroll]]
+        queries = np.r_[np.flatnonzero(is_k), self.query[in_g[self.query]]]
+        return _Fold(k, gallery, queries)
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.per_fold: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.pooled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+
+    def result(self) -> dict[str, Any]:
+        conditions = sorted({c for rows in self.per_fold.values() for r in rows
+                             for c in r["by_condition"]})  # fmt: skip
+        return {
+            "summary": {name: _mean_rows(rows) for name, rows in self.per_fold.items()},
+            "by_condition": {
+                name: {
+                    c: _mean_rows([r["by_condition"][c] for r in rows if c in r["by_condition"]])
+                    for c in conditions
+                }
+                for name, rows in self.per_fold.items()
+                if conditions
+            },  # fmt: skip
+            "per_fold": {
+                name: [
+                    {k: v for k, v in r.items() if k not in ("roc", "by_condition")} for r in rows
+                ]
+                for name, rows in self.per_fold.items()
+            },  # fmt: skip
+            "roc": {name: _pooled_roc(parts) for name, parts in self.pooled.items()},
+        }
+
+
+def _trained_methods(
+    cfg, train_set, paths, work, settings, timings, log, progress
+) -> list[_Method]:
+    """Train ours (and the classifier-only baseline) on ``train_set``; embed ``paths``."""
+    variants = [("ours", cfg)]
+    if settings.baselines:
+        ce_only = from_dict(to_dict(cfg))
+        ce_only.loss.metric_weight = 0.0
+        variants.append(("classifier", ce_only))
+    out = []
+    for name, c in variants:
+        t0 = time.perf_counter()
+        log(f"  training {name} on {len(train_set)} photos")
+        result = train(c, train_set, work / name, progress=progress, log=lambda _m: None)
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+        log(f"  trained {name}: {result.epochs_run} epochs, best {result.best_epoch}, "
+            f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+        loaded = load_checkpoint(result.run_dir)
+        res = Embedder(loaded).embed_paths(paths, progress=False)
+        _check_all_embedded(res, paths)
+        probs = torch.softmax(torch.from_numpy(res.logits), 1).numpy()
+        if name == "ours":
+            out.append(_Method("ours", "similarity", res.embeddings))
+        else:  # cross-entropy only: its embedding head never learned; use its features
+            feats = Embedder(_features_of(loaded)).embed_paths(paths, progress=False)
+            out.append(_Method("classifier features", "similarity", feats.embeddings))
+        # its classes are the trained gallery's individuals: the paper's criterion applies there
+        out.append(_Method(f"{name} softmax", "softmax", probs=probs, classes=loaded.classes))
+    return out
+
+
+def _frozen(cfg: Config, paths: list[Path]) -> _Method:
+    from reid.model import build_model
+
+    model = build_model(cfg, 1).eval()
+    loaded = LoadedModel(model, ["-"], cfg, "frozen", Path("."), {})
+    res = Embedder(_features_of(loaded)).embed_paths(paths, progress=False)
+    _check_all_embedded(res, paths)
+    return _Method("frozen backbone", "similarity", res.embeddings)
+
+
+def _features_of(loaded: LoadedModel) -> LoadedModel:
+    model = loaded.model
+    return LoadedModel(_Features(model).eval(), loaded.classes, loaded.config,
+                       loaded.fingerprint + "-features", loaded.path, {})  # fmt: skip
+
+
+def _check_all_embedded(res, paths) -> None:
+    if res.failures:
+        raise ReIDError(
+            f"{len(res.failures)} photos could not be read (first: {res.failures[0]}); "
+            "remove them from the data set so every method sees the same photos."
+        )
+
+
+def _score_fold(m: _Method, fold: _Fold, ev: _EvalSet, settings, acc: _Accumulator) -> None:
+    q_labels = ev.labels[fold.queries]
+    g_labels = ev.labels[fold.gallery]
+    by_condition: dict[str, Any] = {}
+    if m.criterion == "similarity":
+        g = m.vectors[fold.gallery]
+        sims = m.vectors[fold.queries] @ g.T
+        label_idx = np.unique(g_labels, return_inverse=True)[1]
+        group_idx = np.unique(ev.groups[fold.gallery], return_inverse=True)[1]
+        trials = loo_trials(g, label_idx, group_idx)  # as `reid calibrate` does
+        threshold = threshold_for_fmr(trials.impostor_scores, settings.target_fmr)
+        row = openset_metrics(sims, g_labels, q_labels, threshold=threshold)
+        scores = sims.max(1)  # an individual's score is its best photo's
+        conditions = np.array([ev.samples[i].condition for i in fold.queries])
+        for c in sorted(set(conditions) - {""}):
+            keep = conditions == c
+            by_condition[c] = openset_metrics(sims[keep], g_labels, q_labels[keep],
+                                              threshold=threshold)  # fmt: skip
+    else:
+        p = m.probs[fold.queries]
+        predicted = [m.classes[j] for j in p.argmax(1)]
+        row = softmax_openset_metrics(
+            p.max(1), predicted, q_labels, m.classes, threshold=settings.softmax_threshold
+        )
+        scores = p.max(1)
+    acc.pooled[m.name].append((scores, np.isin(q_labels, g_labels)))
+    acc.per_fold[m.name].append({"k": fold.k, **row, "by_condition": by_condition})
+
+
+def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean (and standard deviation) over folds of every numeric metric."""
+    out: dict[str, Any] = {"folds": len(rows)}
+    if not rows:
+        return out
+    for key, value in rows[0].items():
+        if key in ("k", "roc", "by_condition") or isinstance(value, (str, dict, list)):
+            continue
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if vals:
+            out[key] = round(float(np.mean(vals)), 4)
+            if key in HEADLINE:
+                out[f"{key}_std"] = round(float(np.std(vals)), 4)
+    return out
+
+
+def _pooled_roc(parts: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any] | None:
+    scores = np.concatenate([s for s, _ in parts])
+    known = np.concatenate([k for _, k in parts])
+    if known.all() or not known.any():
+        return None
+    fpr, tpr, _ = roc_curve(known, scores)
+    keep = np.unique(np.r_[0, np.linspace(0, len(fpr) - 1, min(300, len(fpr))).astype(int)])
+    return {"fpr": np.round(fpr[keep], 5).tolist(), "tpr": np.round(tpr[keep], 5).tolist()}
+
+
+def plot_roc(result: dict[str, Any], path: Path, title: str) -> Path:
+    """One panel per scenario, one ROC curve (known = positive) per method, pooled over folds,
+    AUROC (mean over folds) in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = result["scenarios"]
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios), 5), squeeze=False)
+    for ax, (scenario, sc) in zip(axes[0], scenarios.items(), strict=True):
+        for name, roc in sc["roc"].items():
+            if roc is None:
+                continue
+            auc = sc["summary"][name].get("auroc")
+            ax.plot(roc["fpr"], roc["tpr"], label=f"{name} (AUROC {auc:.3f})", lw=1.6)
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+        ax.set_xlabel("false-match rate (never-seen photos accepted)")
+        ax.set_ylabel("known photos accepted")
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1.01)
+        ax.set_title(f"{title}\n{scenario}", fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _fmt(r: dict[str, Any], key: str) -> str:
+    v = r.get(key)
+    if v is None:
+        return "-"
+    std = r.get(f"{key}_std")
+    return f"{v:.3f}" + (f" ± {std:.3f}" if std and key in ("auroc", "rank1") else "")
+
+
+def markdown(result: dict[str, Any], title: str) -> str:
+    """Per scenario: a summary table per method, a by-condition table when the photos have
+    conditions, and the per-fold table of ``ours``."""
+    s = result["settings"]
+    lines = [
+        f"{title}. Mode **{result['mode']}**: {result['num_individuals']} individuals, "
+        f"{len(result['folds'])} folds (individuals k left out), {result['num_enrolled']} "
+        f"enrolled and {result['num_query']} later query photos. Mean over folds (± std); "
+        f"BAKS/BAUS at each fold's calibrated threshold (target FMR {s['target_fmr']:.0%}; "
+        f"softmax criteria at a fixed {s['softmax_threshold']}).",
+    ]
+    for scenario, sc in result["scenarios"].items():
+        lines += [
+            "", f"### {scenario}", "", SCENARIO_TEXT[scenario] + ".", "",
+            "| method | AUROC | TPR@1% | TPR@5% | OSCR | rank-1 | rank-5 | mAP | BAKS | BAUS | "
+            "gmean |",
+            "| --- | " + "--- | " * 10,
+        ]  # fmt: skip
+        for name, r in sc["summary"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(r, k) for k in HEADLINE) + " |")
+        if sc["by_condition"].get("ours"):
+            lines += ["", "By lighting condition of the query photo (`ours`; mixed = all):", "",
+                      "| condition | AUROC | rank-1 | BAKS | BAUS |",
+                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            rows = {**sc["by_condition"]["ours"], "mixed": sc["summary"]["ours"]}
+            for c, r in rows.items():
+                lines.append(f"| {c} | {_fmt(r, 'auroc')} | {_fmt(r, 'rank1')} | "
+                             f"{_fmt(r, 'baks')} | {_fmt(r, 'baus')} |")  # fmt: skip
+        rows = sc["per_fold"].get("ours", [])
+        if rows:
+            lines += ["", "Per fold (`ours`): the individual k left out, and how it fared.", "",
+                      "| k | AUROC | rank-1 | k's photos flagged NEW | known accepted | "
+                      "threshold |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            for r in rows:
+                lines.append(
+                    f"| {r['k']} | {_fmt(r, 'auroc')} | {_fmt(r, 'rank1')} | "
+                    f"{_fmt(r, 'unknown_flagged')} | {_fmt(r, 'known_accepted')} | "
+                    f"{_fmt(r, 'threshold')} |"
+                )
+    lines += ["", f"Training time (s): {json.dumps(result['train_seconds'])}; "
+              f"total {result['seconds']} s."]  # fmt: skip
+    return "\n".join(lines)

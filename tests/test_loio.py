@@ -1,0 +1,165 @@
+"""Leave-one-individual-out benchmark: fold construction, scoring, and both modes end to end."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid.checkpoint import read_classes
+from reid.config import from_dict, to_dict
+from reid.data import Sample, read_dataset
+from reid.loio import (
+    LoioSettings,
+    _Accumulator,
+    _EvalSet,
+    _Method,
+    _score_fold,
+    markdown,
+    plot_roc,
+    run_loio,
+    split_enroll_query,
+)
+
+
+def _samples(n_ind: int, n_sightings: int, per_sighting: int = 1) -> list[Sample]:
+    out = []
+    for i in range(n_ind):
+        for s in range(n_sightings):
+            for f in range(per_sighting):
+                out.append(
+                    Sample(
+                        path=Path(f"/x/{i}_{s}_{f}.jpg"),
+                        individual=f"ind{i}",
+                        date=f"2025-01-{10 - s:02d}",  # later sightings listed first
+                        sighting=f"s{s}",
+                        condition=("morning", "evening")[f % 2],
+                    )
+                )
+    return out
+
+
+def test_split_enroll_query_enrolls_the_earliest_sightings_whole():
+    samples = _samples(3, 4, per_sighting=2) + [Sample(Path("/x/lone.jpg"), "lone", sighting="a")]
+    enroll, query = split_enroll_query(samples, 0.5)
+    assert sorted(enroll + query) == list(range(len(samples)))
+    for i in enroll:  # dates 2025-01-07 and -08 are the two earliest of each individual
+        assert samples[i].individual == "lone" or samples[i].date in ("2025-01-07", "2025-01-08")
+    by_group = defaultdict(set)
+    for side, idx in (("e", enroll), ("q", query)):
+        for i in idx:
+            by_group[samples[i].group].add(side)
+    assert all(len(v) == 1 for v in by_group.values())  # a sighting is never split
+    assert len(samples) - 1 in enroll  # a one-sighting individual is enrolled, never queried
+
+
+def _score(vectors: np.ndarray, samples: list[Sample], k: str, target_fmr: float = 0.05):
+    enroll, query = split_enroll_query(samples, 0.5)
+    ev = _EvalSet(samples, "individual", enroll, query)
+    fold = ev.fold(k, sorted({s.individual for s in samples}))
+    acc = _Accumulator()
+    _score_fold(_Method("m", "similarity", vectors), fold, ev, LoioSettings(target_fmr=target_fmr),
+                acc)  # fmt: skip
+    return acc.per_fold["m"][0], acc.pooled["m"][0]
+
+
+def test_a_perfect_embedding_scores_perfectly_and_a_random_one_does_not():
+    samples = _samples(8, 4, per_sighting=2)
+    ind = np.array([int(s.individual[3:]) for s in samples])
+    rng = np.random.default_rng(0)
+    good = np.eye(8, 16)[ind] + 0.05 * rng.normal(size=(len(samples), 16))
+    good /= np.linalg.norm(good, axis=1, keepdims=True)
+    row, (scores, known) = _score(good.astype(np.float32), samples, "ind3")
+    assert row["auroc"] == 1.0 and row["rank1"] == 1.0
+    # known photos score ~1, far above the calibrated threshold; never-seen ones score like the
+    # gallery's own impostors, so about target_fmr of them may pass (8 photos here)
+    assert row["baks"] == 1.0 and row["baus"] >= 0.75
+    assert known.sum() == 7 * 4 and (~known).sum() == 8  # others' later photos; all of ind3
+    assert set(row["by_condition"]) == {"morning", "evening"}
+    bad = rng.normal(size=(len(samples), 16)).astype(np.float32)
+    bad /= np.linalg.norm(bad, axis=1, keepdims=True)
+    row, _ = _score(bad, samples, "ind3")
+    assert row["rank1"] < 0.6 and row["auroc"] < 0.9
+
+
+@pytest.fixture(scope="module")
+def loio_manifest(tmp_path_factory) -> Path:
+    from reid.synth import synthesize
+
+    out = tmp_path_factory.mktemp("loio")
+    return synthesize(out, 6, 6, seed=5, size=64, num_dates=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def loio_data(loio_manifest) -> list[Sample]:
+    return read_dataset(loio_manifest)
+
+
+def _quick(cfg):
+    cfg = from_dict(to_dict(cfg))
+    cfg.train.epochs = 1
+    return cfg
+
+
+def test_fast_mode_never_trains_on_the_individuals_left_out(tiny_cfg, loio_data, tmp_path):
+    settings = LoioSettings(mode="fast", test_fraction=0.5)
+    result = run_loio(loio_data, _quick(tiny_cfg), settings, tmp_path, log=lambda _: None)
+    trained, _ = read_classes(tmp_path / "ours")
+    assert len(trained) == 3 and not set(trained) & set(result["folds"])
+    assert len(result["folds"]) == 3
+    trained_gallery = result["scenarios"]["trained gallery"]
+    assert set(trained_gallery["summary"]) == {
+        "frozen backbone", "classifier features", "ours", "ours softmax", "classifier softmax"
+    }  # fmt: skip
+    # softmax needs the gallery to be the classifier's classes: not for never-trained animals
+    assert set(result["scenarios"]["never-trained gallery"]["summary"]) == {
+        "frozen backbone", "classifier features", "ours"
+    }  # fmt: skip
+    for sc in result["scenarios"].values():
+        for name, s in sc["summary"].items():
+            assert s["folds"] == 3, name
+            assert 0.0 <= s["auroc"] <= 1.0 and 0.0 <= s["rank1"] <= 1.0
+        assert set(sc["by_condition"]["ours"]) == {"morning", "afternoon", "evening"}
+    png = plot_roc(result, tmp_path / "roc.png", "t")
+    assert png.stat().st_size > 5000
+    md = markdown(result, "t")
+    assert "### trained gallery" in md and "### never-trained gallery" in md
+
+
+def test_retrain_mode_retrains_without_k_and_scores_softmax(tiny_cfg, loio_data, tmp_path):
+    settings = LoioSettings(mode="retrain", folds=1, baselines=False)
+    result = run_loio(loio_data, _quick(tiny_cfg), settings, tmp_path, log=lambda _: None)
+    (k,) = result["folds"]
+    trained, _ = read_classes(tmp_path / f"fold_{k}" / "ours")
+    assert k not in trained and len(trained) == 5
+    assert set(result["scenarios"]) == {"trained gallery"}
+    summary = result["scenarios"]["trained gallery"]["summary"]
+    assert set(summary) == {"ours", "ours softmax"}
+    softmax = summary["ours softmax"]
+    assert "auroc" in softmax and "map" not in softmax  # softmax has no retrieval ranking
+
+
+def test_bad_mode_is_named(tiny_cfg, loio_data, tmp_path):
+    from reid.errors import ReIDError
+
+    with pytest.raises(ReIDError, match="mode 'slow'"):
+        run_loio(loio_data, tiny_cfg, LoioSettings(mode="slow"), tmp_path)
+
+
+def test_cli_benchmark_loio_writes_tables_and_roc(loio_manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    args = ["benchmark", "loio", str(loio_manifest), "--out", str(tmp_path / "o"), "--config",
+            str(tiny), "--set", "train.epochs=1", "--no-baselines", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| ours |" in result.output
+    for name in ("loio.json", "loio.md", "loio_roc.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 100
+    bad = CliRunner().invoke(app, [*args[:-1], "--mode", "slow"])
+    assert bad.exit_code == 1 and "mode 'slow' is unknown" in bad.output
