@@ -30,6 +30,8 @@ from reid.pipeline import enroll_samples  # noqa: E402
 from reid.synth import synthesize  # noqa: E402
 from reid.train import train  # noqa: E402
 
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,7 +48,8 @@ def main() -> None:
         help="share of the known individuals kept out of training (calibration)",
     )
     ap.add_argument("--input-size", type=int, default=192)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the config's")
+    ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/e2e_gallery"))
     args = ap.parse_args()
@@ -77,11 +80,9 @@ def main() -> None:
     early = set(dates[: args.enroll_dates])
     enroll_set = [s for s in known if s.date in early]
     query_known = [s for s in known if s.date not in early]
-    cfg = load_config(None, [
-        "model.backbone=tf_efficientnet_lite0", "model.pretrained=lite0",
-        f"data.input_size={args.input_size}", "model.embedding_dim=128",
-        f"data.holdout_individuals={args.holdout}", f"train.epochs={args.epochs}",
-        "train.lr=0.001", f"train.seed={args.seed}",
+    cfg = load_config(args.config, [
+        f"data.input_size={args.input_size}", f"data.holdout_individuals={args.holdout}",
+        f"train.seed={args.seed}", *([f"train.epochs={args.epochs}"] if args.epochs else []),
     ])  # fmt: skip
     result = train(cfg, enroll_set, args.work / "run", log=print)
     embedder = Embedder.from_run(result.run_dir)

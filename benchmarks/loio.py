@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/loio_<data>_<mode>.{json,md} and a ROC plot (PNG) beside them.
 
-    python benchmarks/loio.py --data synthetic                 # fast mode, 60 synthetic animals
+    python benchmarks/loio.py --data synthetic --test-fraction 0.25   # fast mode, 60 animals
     python benchmarks/loio.py --data synthetic --mode retrain --folds 3
     python benchmarks/loio.py --data att_faces
     python benchmarks/loio.py --data nyala --set data.input_size=224
@@ -22,7 +22,7 @@ from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 from reid.config import load_config  # noqa: E402
 from reid.loio import LoioSettings, markdown, plot_roc, run_loio  # noqa: E402
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 
 
 def main() -> None:

@@ -74,3 +74,19 @@ def test_scientific_notation_is_a_float(tmp_path):
 def test_batch_must_hold_whole_groups_per_individual():
     with pytest.raises(ConfigError, match="multiple of train.m_per_class"):
         load_config(None, ["train.batch_size=6", "train.m_per_class=4"])
+
+
+def test_every_shipped_config_loads_and_field_adds_exposure_robustness():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        load_config(path)  # raises on an unknown key or a bad value
+    field, demo = (
+        load_config(REPO / "configs" / "field.yaml"),
+        load_config(REPO / "configs" / "demo.yaml"),
+    )
+    assert field.model.photo_norm == "per_photo" and demo.model.photo_norm == "none"
+    assert field.augment.gamma_p > 0 and field.model.backbone == demo.model.backbone
+
+
+def test_photo_norm_must_be_known():
+    with pytest.raises(ConfigError, match="model.photo_norm"):
+        load_config(None, ["model.photo_norm=auto"])
