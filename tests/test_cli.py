@@ -21,7 +21,7 @@ def _plain(text: str) -> str:
 def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "synth", "train", "evaluate", "conditions"):
+    for command in ("demo", "synth", "train", "evaluate", "conditions", "benchmark"):
         assert command in result.output
 
 
