@@ -340,11 +340,14 @@ def main(argv: list[str] | None = None) -> None:
         "augmentation + collation + forward + backward + Adam step; photos decoded once "
         "beforehand and validation not counted.",
         f"torch threads {torch.get_num_threads()}; decode threads {embedder.num_threads}; "
-        f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after.",
+        f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after (this run's own "
+        "threads).",
     ]
-    if max(load_before, load_after) >= 0.5:
+    # Only the load before we start says whether something else was running: the load after
+    # is mostly this benchmark's own threads.
+    if load_before >= 1.0:
         notes.append(
-            f"WARNING: the machine was busy (load average {max(load_before, load_after):.2f}): "
+            f"WARNING: the machine was busy before the run (load average {load_before:.2f}): "
             "these figures are not reliable; rerun on an idle machine."
         )
     if device.type == "cuda":
