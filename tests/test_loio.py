@@ -84,6 +84,23 @@ def test_a_perfect_embedding_scores_perfectly_and_a_random_one_does_not():
     assert row["rank1"] < 0.6 and row["auroc"] < 0.9
 
 
+def test_pooled_tpr_resolves_rates_one_fold_cannot():
+    from reid.loio import _pooled_tpr
+
+    # 10 folds of 10 unknowns each (scores 0..0.99) and the same 100 knowns (0.5..1.49):
+    # one fold allows no false match at 1 % or 5 %; 100 pooled unknowns allow 1 and 5
+    knowns = np.linspace(0.5, 1.49, 100)
+    parts = [
+        (np.r_[knowns, np.arange(10) / 100 + f / 10], np.r_[np.ones(100, bool), np.zeros(10, bool)])
+        for f in range(10)
+    ]
+    out = _pooled_tpr(parts)
+    # 1 %: the threshold sits just above the 2nd-highest unknown (0.98): knowns >= 0.99 pass
+    assert out["pooled_tpr_at_fmr_1"] == pytest.approx(np.mean(knowns > 0.98))
+    assert out["pooled_tpr_at_fmr_5"] == pytest.approx(np.mean(knowns > 0.94))
+    assert out["pooled_tpr_at_fmr_5"] > out["pooled_tpr_at_fmr_1"]
+
+
 @pytest.fixture(scope="module")
 def loio_manifest(tmp_path_factory) -> Path:
     from reid.synth import synthesize
