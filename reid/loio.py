@@ -491,6 +491,13 @@ def markdown(result: dict[str, Any], title: str) -> str:
                     f"{_fmt(r, 'unknown_flagged')} | {_fmt(r, 'known_accepted')} | "
                     f"{_fmt(r, 'threshold')} |"
                 )
-    lines += ["", f"Training time (s): {json.dumps(result['train_seconds'])}; "
-              f"total {result['seconds']} s."]  # fmt: skip
+    c = result.get("config", {})
+    setup = (
+        f"{c['model']['backbone']}, {c['data']['input_size']} px, up to {c['train']['epochs']} "
+        f"epochs, photo_norm {c['model'].get('photo_norm', 'none')}; "
+        if c
+        else ""
+    )
+    lines += ["", f"Seed {s['seed']}; {setup}training time (s): "
+              f"{json.dumps(result['train_seconds'])}; total {result['seconds']} s."]  # fmt: skip
     return "\n".join(lines)
