@@ -152,7 +152,7 @@ def conditions(
 
 # registered last so that `reid --help` lists the training commands first
 # enroll, match, calibrate, gallery ...; benchmark loio
-from cli import benchmark_cmds, gallery_cmds  # noqa: E402, F401
+from cli import benchmark_cmds, gallery_cmds, video_cmds  # noqa: E402, F401
 
 
 def main() -> None:
