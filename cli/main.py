@@ -56,11 +56,26 @@ def synth(
         int, typer.Option(min=1, help="Number of the first individual (to make never-seen ones).")
     ] = 1,
     masks: Annotated[bool, typer.Option(help="Also write spot masks.")] = False,
+    scenes: Annotated[
+        bool,
+        typer.Option(
+            help="Write whole underwater scenes (640x480) with the heads in them and YOLO box "
+            "labels plus data.yaml, for a head detector, instead of head crops (--size, "
+            "--masks and --hybrid-fraction do not apply)."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Draw synthetic salamander head photos with stable individual spot patterns."""
     from reid.synth import synthesize
 
+    if scenes:
+        from reid.scenes import synthesize_scenes
+
+        data = synthesize_scenes(out, individuals, images_per, seed=seed, num_dates=dates,
+                                 first_index=first_index, progress=not quiet)  # fmt: skip
+        typer.echo(f"wrote scenes, YOLO labels, {out / 'scenes.csv'} and {data}")
+        return
     try:
         manifest = synthesize(
             out,

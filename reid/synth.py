@@ -361,6 +361,26 @@ def render_head(
     (size, size) bool, True on the spot pixels after the same rotation/scale/shift as the image
     (not blurred, and still True under glare). Raises ValueError for an unknown condition.
     """
+    layers = render_layers(pattern, rng, condition, size)
+    return layers.image, layers.spot_mask
+
+
+@dataclass(frozen=True)
+class HeadLayers:
+    """One rendered photo and its layers, each (size, size): ``image`` (.., 3) uint8 RGB,
+    ``spot_mask`` bool, ``alpha`` float32 in [0, 1] (the animal, head and neck, over the water)
+    and ``head_mask`` bool (the head alone, for its bounding box)."""
+
+    image: np.ndarray
+    spot_mask: np.ndarray
+    alpha: np.ndarray
+    head_mask: np.ndarray
+
+
+def render_layers(
+    pattern: SpotPattern, rng: np.random.Generator, condition: str = "morning", size: int = 192
+) -> HeadLayers:
+    """:func:`render_head` with the animal's coverage as well (to paste it into a scene)."""
     light: _Light = _lookup(_LIGHTS, condition, "condition")
     if size < 32:
         _fail(f"size must be at least 32 pixels, got {size}.")
@@ -376,7 +396,7 @@ def render_head(
     glare = _glare(rng, light, photo, int((head > 0.5).sum()), size)
     if glare is not None:
         img += glare[..., None] * (np.float32([0.92, 0.96, 1.0]) - img)
-    return _camera(img, rng, light), mask
+    return HeadLayers(_camera(img, rng, light), mask, alpha.astype(np.float32), head > 0.5)
 
 
 def _check_synth_args(counts: dict[str, int], conditions: Sequence[str], hybrid_fraction: float,
