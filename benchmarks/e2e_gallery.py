@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's")
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="e2e_gallery", help="results file name")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/e2e_gallery"))
     args = ap.parse_args()
     start = time.perf_counter()
@@ -162,7 +163,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_results(
-        "e2e_gallery",
+        args.name,
         {"figures": figures, "args": {k: str(v) for k, v in vars(args).items()}},
         _markdown(args, figures, sorted(early)),
     )
