@@ -32,8 +32,21 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=None, help="individuals left out (default all)")
     ap.add_argument("--test-fraction", type=float, default=0.5)
     ap.add_argument("--enroll-fraction", type=float, default=0.5)
+    ap.add_argument(
+        "--train-photos",
+        choices=("enroll", "all"),
+        default="enroll",
+        help="fast mode: all = train on every photo of the trained individuals (never-trained "
+        "gallery only)",
+    )
     ap.add_argument("--target-fmr", type=float, default=0.05)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument(
+        "--no-classifier-baseline",
+        action="store_true",
+        help="keep the frozen-backbone baseline, skip training the classifier alone (half the "
+        "time)",
+    )
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--set", action="append", default=[], help="config override key=value")
     ap.add_argument("--individuals", type=int, default=60, help="synthetic only")
@@ -53,6 +66,7 @@ def main() -> None:
     settings = LoioSettings(
         mode=args.mode, folds=args.folds, test_fraction=args.test_fraction,
         enroll_fraction=args.enroll_fraction, target_fmr=args.target_fmr, seed=args.seed,
+        train_photos=args.train_photos, classifier_baseline=not args.no_classifier_baseline,
         baselines=not args.no_baselines,
     )  # fmt: skip
     result = run_loio(samples, cfg, settings, args.work / f"{Path(args.data).name}_{args.mode}")

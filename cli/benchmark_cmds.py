@@ -37,6 +37,13 @@ def loio_cmd(
         float, typer.Option(help="Per individual: share of (earliest) sightings enrolled.")
     ] = 0.5,
     target_fmr: Annotated[float, typer.Option(help="False-match rate to calibrate for.")] = 0.05,
+    train_photos: Annotated[
+        str,
+        typer.Option(
+            help="fast mode: train on the trained individuals' enrolled photos (enroll: both "
+            "scenarios) or on all their photos (all: more data, never-trained gallery only)."
+        ),
+    ] = "enroll",
     baselines: Annotated[
         bool, typer.Option(help="Also score the frozen backbone and the classifier alone.")
     ] = True,
@@ -53,7 +60,7 @@ def loio_cmd(
     cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     settings = LoioSettings(
         mode=mode, folds=folds, test_fraction=test_fraction, enroll_fraction=enroll_fraction,
-        target_fmr=target_fmr, seed=seed, baselines=baselines,
+        target_fmr=target_fmr, seed=seed, baselines=baselines, train_photos=train_photos,
     )  # fmt: skip
     result = run_loio(read_dataset(data), cfg, settings, out / "runs", progress=not quiet,
                       log=typer.echo)  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 from reid.checkpoint import read_classes
 from reid.config import from_dict, to_dict
 from reid.data import Sample, read_dataset
+from reid.errors import ReIDError
 from reid.loio import (
     LoioSettings,
     _Accumulator,
@@ -143,6 +144,33 @@ def test_fast_mode_never_trains_on_the_individuals_left_out(tiny_cfg, loio_data,
     assert png.stat().st_size > 5000
     md = markdown(result, "t")
     assert "### trained gallery" in md and "### never-trained gallery" in md
+
+
+def test_fast_mode_can_train_on_all_photos_and_then_scores_only_never_trained(
+    tiny_cfg, loio_data, tmp_path
+):
+    import json
+
+    settings = LoioSettings(
+        mode="fast", test_fraction=0.5, train_photos="all", classifier_baseline=False
+    )
+    result = run_loio(loio_data, _quick(tiny_cfg), settings, tmp_path, log=lambda _: None)
+    trained, _ = read_classes(tmp_path / "ours")
+    summary = json.loads((tmp_path / "ours" / "train_summary.json").read_text())
+    # every photo of the trained individuals, the later ones too, and none of the others
+    assert summary["num_train"] + summary["num_val"] == sum(
+        s.individual in trained for s in loio_data
+    )
+    assert set(result["scenarios"]) == {"never-trained gallery"}
+    # the frozen backbone is kept, the classifier alone is not trained
+    assert set(result["scenarios"]["never-trained gallery"]["summary"]) == {
+        "frozen backbone",
+        "ours",
+    }
+    assert not (tmp_path / "classifier").exists()
+    assert "only the never-trained gallery is scored" in markdown(result, "t")
+    with pytest.raises(ReIDError, match="train photos"):
+        run_loio(loio_data, tiny_cfg, LoioSettings(train_photos="most"), tmp_path)
 
 
 def test_retrain_mode_retrains_without_k_and_scores_softmax(tiny_cfg, loio_data, tmp_path):
