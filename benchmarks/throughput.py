@@ -260,11 +260,30 @@ def markdown(rows: list[dict[str, Any]], training: dict[str, Any], notes: list[s
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
 
 
+def _cpu_busy(seconds: float = 1.0) -> float | None:
+    """Share of all cores' time spent busy over ``seconds`` (Linux /proc/stat); None elsewhere."""
+
+    def snapshot() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle
+
+    a = snapshot()
+    time.sleep(seconds)
+    b = snapshot()
+    if a is None or b is None or b[0] == a[0]:
+        return None
+    return 1.0 - (b[1] - a[1]) / (b[0] - a[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     device = resolve_device(args.device)
     load_before = os.getloadavg()[0]
+    busy_before = _cpu_busy()
     print(
         f"1/3 synthesising {args.images} photos of {args.photo_size} px into {args.work}",
         flush=True,
@@ -343,12 +362,12 @@ def main(argv: list[str] | None = None) -> None:
         f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after (this run's own "
         "threads).",
     ]
-    # Only the load before we start says whether something else was running: the load after
-    # is mostly this benchmark's own threads.
-    if load_before >= 1.0:
+    # The load average trails by a minute (a job that just ended still shows), so whether
+    # something else was running is judged by the CPU time used during one second before the run.
+    if busy_before is not None and busy_before >= 0.25:
         notes.append(
-            f"WARNING: the machine was busy before the run (load average {load_before:.2f}): "
-            "these figures are not reliable; rerun on an idle machine."
+            f"WARNING: {busy_before:.0%} of the CPU was busy with other work just before the "
+            "run: these figures are not reliable; rerun on an idle machine."
         )
     if device.type == "cuda":
         notes.append(
@@ -363,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         "decode_threads": embedder.num_threads,
         "scripted": scripted,
         "load_average_1m": {"before": load_before, "after": load_after},
+        "cpu_busy_before": busy_before,
         "rows": rows,
         "training": training,
         "pipeline_over_bare": ratio,
