@@ -4,8 +4,10 @@ Each frame becomes a JPEG in the output folder, named after its video and time, 
 folder's ``manifest.csv``: ``path,individual,video,frame,timestamp_s,recorded_at,date,time,
 sighting``. ``sighting`` is the video's name, so frames of one video are never split between
 training and test (they are near-duplicates). ``recorded_at`` is the video's recording time
-from its MP4/MOV header (UTC, as phones store it) plus the frame's offset, or empty when the file
-does not carry one. The manifest is the dataset format of ``reid train``: fill its
+from its MP4/MOV header plus the frame's offset, or empty when the file does not carry one.
+Phones store that time in UTC; it is written in the time zone given (default: this computer's),
+with its offset, and ``date``/``time`` are that zone's, so a dawn survey in Japan (UTC+9) is not
+dated the day before. The manifest is the dataset format of ``reid train``: fill its
 ``individual`` column (or pass ``individual``) before training on the frames.
 """
 
@@ -18,7 +20,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -108,6 +110,7 @@ def extract_frames(
     *,
     fps: float = 10.0,
     individual: str = "",
+    tz: tzinfo | None = None,
     jpeg_quality: int = 95,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -116,8 +119,9 @@ def extract_frames(
 
     Frames are taken at 0, 1/fps, 2/fps, ... s (the first video frame at or after each time);
     a video slower than ``fps`` gives all its frames. A video that cannot be read is reported in
-    ``failed`` and the others go on. Rows already in the manifest for other videos are kept;
-    a video extracted again replaces its rows. The manifest is replaced atomically.
+    ``failed`` and the others go on. ``tz``: the time zone of ``recorded_at``, ``date`` and
+    ``time`` (None: this computer's local zone). Rows already in the manifest for other videos
+    are kept; a video extracted again replaces its rows. The manifest is replaced atomically.
     """
     import cv2
 
@@ -140,7 +144,7 @@ def extract_frames(
             continue
         try:
             rows = _extract_one(cv2, cap, video, stem, out_dir, fps, individual, jpeg_quality,
-                                progress)  # fmt: skip
+                                progress, tz)  # fmt: skip
         finally:
             cap.release()
         if not rows:
@@ -169,10 +173,12 @@ def _unique_stem(video: Path, seen: set[str]) -> str:
     return stem
 
 
-def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progress):
+def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progress, tz):
     src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     start = recording_time(video)
+    if start is not None:
+        start = start.astimezone(tz)  # tz None: the local zone
     rows: list[FrameRow] = []
     next_t, index = 0.0, -1
     bar = tqdm(total=total or None, desc=stem, unit="frame", disable=not progress, leave=False)

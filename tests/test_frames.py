@@ -43,7 +43,8 @@ def test_ten_frames_per_second_with_timestamps_and_recording_date(tmp_path):
     when = datetime(2025, 8, 20, 9, 30, 0, tzinfo=timezone.utc)
     _stamp(video, when)
     assert recording_time(video) == when
-    out = extract_frames([video], tmp_path / "frames", fps=10, progress=False, log=lambda _: None)
+    out = extract_frames([video], tmp_path / "frames", fps=10, tz=timezone.utc, progress=False,
+                         log=lambda _: None)  # fmt: skip
     assert len(out.rows) == 20 and not out.failed
     assert [r.frame for r in out.rows] == list(range(0, 60, 3))
     assert [r.timestamp_s for r in out.rows] == pytest.approx([i / 10 for i in range(20)])
@@ -55,6 +56,24 @@ def test_ten_frames_per_second_with_timestamps_and_recording_date(tmp_path):
     # each file is the frame the manifest names (grey level 4 * index, JPEG-rounded)
     img = cv2.imread(str(out.manifest.parent / rows[5]["path"]))
     assert abs(int(img.mean()) - 4 * 15) <= 3
+
+
+def test_dates_are_in_the_survey_time_zone(tmp_path):
+    video = _video(tmp_path / "dawn.mp4", seconds=0.2)
+    _stamp(video, datetime(2025, 8, 20, 21, 30, 0, tzinfo=timezone.utc))  # 06:30 next day, JST
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["frames", str(video), "--out", str(tmp_path / "f"),
+                                      "--utc-offset", "9", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    row = _rows(tmp_path / "f" / "manifest.csv")[0]
+    assert (row["date"], row["time"]) == ("2025-08-21", "06:30:00")
+    assert row["recorded_at"].endswith("+09:00")
+    bad = CliRunner().invoke(app, ["frames", str(video), "--out", str(tmp_path / "g"),
+                                   "--utc-offset", "30"])  # fmt: skip
+    assert bad.exit_code == 1 and "--utc-offset" in bad.output
 
 
 def test_a_slow_video_gives_every_frame_and_no_date_when_unstamped(tmp_path):
