@@ -29,7 +29,7 @@ from reid.errors import ReIDError
 
 MANIFEST_COLUMNS = (
     "path", "individual", "video", "frame", "timestamp_s", "recorded_at", "date", "time",
-    "sighting",
+    "sighting", "source",
 )  # fmt: skip
 _MP4_EPOCH = datetime(1904, 1, 1, tzinfo=timezone.utc)
 
@@ -45,6 +45,7 @@ class FrameRow:
     timestamp_s: float
     recorded_at: datetime | None
     individual: str = ""
+    source: str = ""  # the video file, resolved
 
 
 @dataclass
@@ -137,14 +138,16 @@ def extract_frames(
         if not video.is_file():
             outcome.failed[str(video)] = "no such file"
             continue
-        stem = _unique_stem(video, seen_stems)
+        source = str(video.resolve())
+        taken = {r["video"]: r.get("source", "") for r in kept}
+        stem = _unique_stem(video, source, seen_stems, taken)
         cap = cv2.VideoCapture(str(video))
         if not cap.isOpened():
             outcome.failed[str(video)] = "not a video OpenCV can read"
             continue
         try:
             rows = _extract_one(cv2, cap, video, stem, out_dir, fps, individual, jpeg_quality,
-                                progress, tz)  # fmt: skip
+                                progress, tz, source)  # fmt: skip
         finally:
             cap.release()
         if not rows:
@@ -163,17 +166,24 @@ def extract_frames(
     return outcome
 
 
-def _unique_stem(video: Path, seen: set[str]) -> str:
-    """The video's file name without suffix; two videos of one name in one call get the parent
-    folder's name in front (cards from two cameras both hold ``GOPR0001.MP4``)."""
+def _unique_stem(video: Path, source: str, seen: set[str], taken: dict[str, str]) -> str:
+    """The video's file name without suffix, unless another video already has that name, in
+    this call or in the manifest (cards from two cameras both hold ``GOPR0001.MP4``): then the
+    parent folder's name goes in front, then a number. The same file extracted again keeps its
+    name, so its rows are replaced; another file's rows never are."""
+
+    def free(name: str) -> bool:
+        return name not in seen and taken.get(name, source) == source
+
     stem = video.stem
-    if stem in seen:
-        stem = f"{video.parent.name}_{stem}"
+    candidates = [stem, f"{video.parent.name}_{stem}"]
+    candidates += [f"{video.parent.name}_{stem}_{n}" for n in range(2, 10_000)]
+    stem = next(c for c in candidates if free(c))
     seen.add(stem)
     return stem
 
 
-def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progress, tz):
+def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progress, tz, source):
     src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     start = recording_time(video)
@@ -198,7 +208,7 @@ def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progr
         path = out_dir / f"{stem}_t{round(t * 1000):08d}ms.jpg"
         _write_jpeg(cv2, path, image, quality)
         when = start + timedelta(seconds=t) if start else None
-        rows.append(FrameRow(path, stem, index, round(t, 4), when, individual))
+        rows.append(FrameRow(path, stem, index, round(t, 4), when, individual, source))
     bar.close()
     return rows
 
@@ -245,6 +255,7 @@ def _write_manifest(manifest: Path, kept: list[dict[str, str]], rows: list[Frame
                     "date": when.date().isoformat() if when else "",
                     "time": when.strftime("%H:%M:%S") if when else "",
                     "sighting": r.video,
+                    "source": r.source,
                 })  # fmt: skip
         os.replace(tmp, manifest)
     except BaseException:

@@ -109,6 +109,23 @@ def test_re_extracting_a_video_replaces_its_frames(tmp_path):
     assert len(rows) == 2 and len(list(out_dir.glob("*.jpg"))) == 2
 
 
+def test_another_video_of_the_same_name_never_replaces_stored_frames(tmp_path):
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "cam2").mkdir()
+    first = _video(tmp_path / "cam1" / "GOPR0001.mp4", seconds=0.3)
+    second = _video(tmp_path / "cam2" / "GOPR0001.mp4", seconds=0.5)
+    out_dir = tmp_path / "frames"
+    extract_frames([first], out_dir, fps=10, progress=False, log=lambda _: None)
+    extract_frames([second], out_dir, fps=10, progress=False, log=lambda _: None)
+    rows = _rows(out_dir / "manifest.csv")
+    videos = [r["video"] for r in rows]
+    assert videos.count("GOPR0001") == 3 and videos.count("cam2_GOPR0001") == 5
+    assert len(list(out_dir.glob("*.jpg"))) == 8
+    # the first card's video extracted again still replaces only its own rows
+    extract_frames([first], out_dir, fps=10, progress=False, log=lambda _: None)
+    assert len(_rows(out_dir / "manifest.csv")) == 8
+
+
 def test_bad_rate_and_foreign_manifest_are_named(tmp_path):
     with pytest.raises(ReIDError, match="--fps"):
         extract_frames([], tmp_path, fps=0)
