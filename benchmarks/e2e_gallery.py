@@ -72,38 +72,20 @@ def main() -> None:
     args = ap.parse_args()
     start = time.perf_counter()
     shutil.rmtree(args.work, ignore_errors=True)
-    known = read_dataset(
-        synthesize(
-            args.work / "known",
-            args.known,
-            args.images_per,
-            seed=args.seed,
-            num_dates=args.dates,
-            progress=False,
-        )
-    )
-    unknown = read_dataset(
-        synthesize(
-            args.work / "unknown",
-            args.unknown,
-            args.images_per,
-            seed=args.seed,
-            num_dates=args.dates,
-            first_index=args.known + 1,
-            progress=False,
-        )
-    )
-    extra = read_dataset(
-        synthesize(
-            args.work / "calibration",
-            args.calibration_individuals,
-            args.images_per,
-            seed=args.seed,
-            num_dates=args.dates,
-            first_index=args.known + args.unknown + 1,
-            progress=False,
-        )
-    ) if args.calibration_individuals else []  # fmt: skip
+
+    def individuals(folder: str, count: int, first_index: int) -> list:
+        """``count`` synthetic individuals numbered from ``first_index`` (same seed, dates)."""
+        if not count:
+            return []
+        manifest = synthesize(
+            args.work / folder, count, args.images_per, seed=args.seed, num_dates=args.dates,
+            first_index=first_index, progress=False,
+        )  # fmt: skip
+        return read_dataset(manifest)
+
+    known = individuals("known", args.known, 1)
+    unknown = individuals("unknown", args.unknown, args.known + 1)
+    extra = individuals("calibration", args.calibration_individuals, args.known + args.unknown + 1)
     dates = sorted({s.date for s in known})
     early = set(dates[: args.enroll_dates])
     enroll_set = [s for s in known if s.date in early]
