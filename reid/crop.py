@@ -10,28 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from reid.errors import ReIDError
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected head: ``box`` (x1, y1, x2, y2) pixels of the displayed photo, ``score`` in
-    [0, 1], and ``crop`` the pixel region cut out for identification (integer, inside the
-    photo)."""
-
-    box: Box
-    score: float
-    crop: tuple[int, int, int, int]
-
-    def as_text(self) -> str:
-        """``x1,y1,x2,y2`` of the crop, as the gallery stores it."""
-        return ",".join(str(v) for v in self.crop)
 
 
 def crop_box(box: Sequence[float], width: int, height: int, margin: float = 0.1) -> tuple[

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,14 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from reid.errors import ReIDError
-from reid.synth import CONDITIONS, _entropy, _shots, make_pattern, render_layers
+from reid.synth import (
+    CONDITIONS,
+    _entropy,
+    _shots,
+    _write_csv_atomically,
+    make_pattern,
+    render_layers,
+)
 
 SCENE_COLUMNS = ("path", "split", "individual", "date", "condition", "x1", "y1", "x2", "y2")
 # how the light of each time of day tints the whole scene (the head carries its own light)
@@ -102,7 +108,7 @@ def synthesize_scenes(
         rel = f"images/{split}/{stem}.jpg"
         rows += [[rel, split, h.individual, h.date, h.condition, *map(str, h.box)]
                  for h in placed] or [[rel, split, "", "", "", "", "", "", ""]]  # fmt: skip
-    _write_csv(out_dir / "scenes.csv", rows)
+    _write_csv_atomically(out_dir / "scenes.csv", SCENE_COLUMNS, rows)
     data = out_dir / "data.yaml"
     text = yaml.safe_dump({"path": str(out_dir.resolve()), "train": "images/train",
                            "val": "images/val", "names": {0: "head"}}, sort_keys=False)  # fmt: skip
@@ -252,15 +258,6 @@ def _write_scene(out_dir, split, stem, image, placed: Sequence[SceneHead], w, h)
         lines.append(f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
                      f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")  # fmt: skip
     lbl_path.write_text("".join(line + "\n" for line in lines))
-
-
-def _write_csv(path: Path, rows: list[list[str]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(SCENE_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_scene_heads(scenes_csv: str | Path) -> list[dict[str, str]]:
