@@ -54,3 +54,20 @@ def user_errors(func):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+DetectorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--detector",
+        help="Head detector from `reid detect train` (its folder or detector.pt): each photo is "
+        "cut to the detected head first, by the study's crop rule.",
+    ),
+]
+BestOpt = Annotated[
+    bool,
+    typer.Option(
+        "--best",
+        help="With --detector: use only the most confident head of a photo that shows several.",
+    ),
+]

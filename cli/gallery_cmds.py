@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DeviceOpt, ModelOpt, QuietOpt, app, user_errors
+from cli.common import BestOpt, DetectorOpt, DeviceOpt, ModelOpt, QuietOpt, app, user_errors
 
 gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
@@ -39,11 +39,16 @@ def enroll(
     index: Annotated[
         str, typer.Option(help="faiss factory for a new gallery: Flat, HNSW32, IVF1024,Flat ...")
     ] = "Flat",
+    detector: DetectorOpt = None,
+    best: BestOpt = False,
     user: UserOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Add photos of known individuals to a gallery (created if absent)."""
+    """Add photos of known individuals to a gallery (created if absent).
+
+    With --detector each photo is cut to its head first and the box is stored; a photo where no
+    head is found (or several, without --best) is reported and not enrolled."""
     from reid.data import Sample, read_dataset
     from reid.embed import Embedder
     from reid.errors import ReIDError
@@ -62,9 +67,17 @@ def enroll(
             "for many individuals give one folder-per-individual tree or one manifest."
         )
     embedder = Embedder.from_run(model, device)
+    heads = _load_detector(detector, device)
     with open_gallery(gallery, embedder, create=True, index_factory=index) as g:
         outcome = enroll_samples(
-            g, samples, embedder, observer=observer, user=user, progress=not quiet
+            g,
+            samples,
+            embedder,
+            observer=observer,
+            user=user,
+            progress=not quiet,
+            detector=heads,
+            best=best,
         )
         info = g.info()
     typer.echo(outcome.summary())
@@ -93,11 +106,23 @@ def match(
     enroll_new: Annotated[
         bool, typer.Option(help="Enroll photos decided NEW as new individuals with generated ids.")
     ] = False,
+    detector: DetectorOpt = None,
+    best: BestOpt = False,
+    screen: Annotated[
+        Path | None,
+        typer.Option(
+            help="A screen run (configs/hybrid.yaml): report each photo's category, e.g. "
+            "native / hybrid, beside its match."
+        ),
+    ] = None,
     user: UserOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Say which known individual each photo shows, or NEW."""
+    """Say which known individual each photo shows, or NEW.
+
+    With --detector each head found is identified on its own (photo.jpg#1, #2 ...; only the
+    most confident with --best); a photo with no head gets the row "no head found"."""
     from reid.embed import Embedder
     from reid.errors import ReIDError
     from reid.pipeline import expand_photos, match_photos, open_gallery
@@ -108,6 +133,13 @@ def match(
     if not paths:
         raise ReIDError("No photos to match: the folders given hold no images.")
     embedder = Embedder.from_run(model, device)
+    heads = _load_detector(detector, device)
+    screener = None
+    if screen is not None:
+        from reid.screen import check_screen
+
+        screener = Embedder.from_run(screen, device)
+        check_screen(screener, screen)
     with open_gallery(gallery, embedder, create=False) as g:
         if enroll_new and not g.info()["calibrated"]:
             raise ReIDError(
@@ -115,13 +147,39 @@ def match(
                 "first, or every photo would be matched to its nearest individual."
             )
         rows = match_photos(
-            g, paths, embedder, top_k=top_k, enroll_new=enroll_new, user=user, progress=not quiet
+            g,
+            paths,
+            embedder,
+            top_k=top_k,
+            enroll_new=enroll_new,
+            user=user,
+            progress=not quiet,
+            detector=heads,
+            best=best,
         )
         info = g.info()
+        boxes = {im.image_id: im.box for im in g.images()} if sheet is not None else {}
+    if screener is not None:
+        from reid.screen import screen_items
+
+        done = [r for r in rows if r.match is not None]
+        answers = screen_items(
+            screener, [r.path for r in done], [r.box for r in done], progress=not quiet
+        )
+        for row, answer in zip(done, answers, strict=True):
+            row.screen = answer if isinstance(answer, dict) else None
     typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
     if sheet is not None:
-        _write_sheets(rows, sheet)
+        _write_sheets(rows, sheet, boxes)
         typer.echo(f"match sheets: {sheet}", err=format != "table")
+
+
+def _load_detector(detector: Path | None, device: str):
+    if detector is None:
+        return None
+    from reid.detect import load_detector
+
+    return load_detector(detector, device=device)
 
 
 def _calibration_line(info: dict[str, Any]) -> str:
@@ -153,10 +211,20 @@ def _calibration_line(info: dict[str, Any]) -> str:
 
 
 def _row_dict(row, info: dict[str, Any]) -> dict[str, Any]:
+    from reid.detect import NO_HEAD
+
     m = row.match
     return {
         "photo": str(row.path),
-        "decision": m.decision if m else "ERROR",
+        "head": row.head or None,
+        "heads": row.heads if row.head else None,
+        "box": list(row.box) if row.box is not None else None,
+        "head_confidence": round(row.confidence, 4) if row.confidence is not None else None,
+        "screen": max(row.screen, key=row.screen.__getitem__) if row.screen else None,
+        "screen_probabilities": (
+            {k: round(v, 4) for k, v in row.screen.items()} if row.screen else None
+        ),
+        "decision": m.decision if m else ("NO HEAD" if row.error == NO_HEAD else "ERROR"),
         "score": round(m.score, 4) if m else None,
         "threshold": m.threshold if m else None,
         "calibrated": info["calibrated"],
@@ -179,13 +247,17 @@ def _table(rows, info: dict[str, Any]) -> str:
     lines += [header, "-" * len(header)]
     for row in rows:
         d = _row_dict(row, info)
-        if d["error"]:
-            lines.append(f"{row.path.name:<32} {'ERROR':<16} {'':>6} {'':>6}  {d['error']}")
+        if row.match is None:
+            lines.append(f"{row.label:<32} {d['decision']:<16} {'':>6} {'':>6}  {d['error']}")
             continue
         thresh = f"{d['threshold']:.3f}" if d["threshold"] is not None else "uncal."
         decision = d["decision"] + (f" -> {d['enrolled_as']}" if d["enrolled_as"] else "")
         cands = "  ".join(f"{c['individual']}:{c['score']:.3f}" for c in d["candidates"])
-        lines.append(f"{row.path.name:<32} {decision:<16} {d['score']:>6.3f} {thresh:>6}  {cands}")
+        if d["screen"]:
+            cands = f"[{d['screen']} {d['screen_probabilities'][d['screen']]:.2f}]  {cands}"
+        lines.append(f"{row.label:<32} {decision:<16} {d['score']:>6.3f} {thresh:>6}  {cands}")
+        if d["error"]:  # e.g. an --enroll-new that was refused
+            lines.append(f"{'':<32} {'':<16} {'':>6} {'':>6}  {d['error']}")
     return "\n".join(lines)
 
 
@@ -195,6 +267,8 @@ def _csv(rows, info: dict[str, Any]) -> str:
     writer.writerow(
         [
             "photo",
+            "head",
+            "box",
             "decision",
             "score",
             "threshold",
@@ -205,6 +279,8 @@ def _csv(rows, info: dict[str, Any]) -> str:
             "enrolled_as",
             "error",
             "candidates",
+            "screen",
+            "screen_probability",
         ]
     )
     cal = info["calibration"] if info["calibrated"] else {}
@@ -213,6 +289,8 @@ def _csv(rows, info: dict[str, Any]) -> str:
         writer.writerow(
             [
                 d["photo"],
+                d["head"] or "",
+                ",".join(map(str, d["box"])) if d["box"] else "",
                 d["decision"],
                 d["score"],
                 d["threshold"],
@@ -223,6 +301,8 @@ def _csv(rows, info: dict[str, Any]) -> str:
                 d["enrolled_as"] or "",
                 d["error"] or "",
                 ";".join(f"{c['individual']}:{c['score']}" for c in d["candidates"]),
+                d["screen"] or "",
+                d["screen_probabilities"][d["screen"]] if d["screen"] else "",
             ]
         )
     return buf.getvalue().rstrip("\n")
@@ -248,13 +328,21 @@ def _json(rows, info: dict[str, Any]) -> str:
     )
 
 
-def _write_sheets(rows, sheet_dir: Path) -> None:
+def _write_sheets(rows, sheet_dir: Path, boxes: dict[int, Any]) -> None:
     from reid.plots import plot_match_sheet
 
     sheet_dir.mkdir(parents=True, exist_ok=True)
     for k, row in enumerate(rows):
         if row.match is not None:
-            plot_match_sheet(row.path, row.match, sheet_dir / f"{k:04d}_{row.path.stem}.png")
+            name = row.path.stem + (f"_head{row.head}" if row.heads > 1 else "")
+            plot_match_sheet(
+                row.path,
+                row.match,
+                sheet_dir / f"{k:04d}_{name}.png",
+                query_box=row.box,
+                boxes=boxes,
+                label=row.label,
+            )
 
 
 @app.command()
@@ -405,8 +493,8 @@ def reembed_cmd(
 
     embedder = Embedder.from_run(model, device)
 
-    def embed(paths: list[Path]):
-        result = embedder.embed_paths(paths, progress=not quiet, desc="re-embedding")
+    def embed(paths: list[Path], boxes: list | None = None):
+        result = embedder.embed_paths(paths, boxes, progress=not quiet, desc="re-embedding")
         if result.failures:
             e = result.failures[0]
             raise ReIDError(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, QuietOpt, SetOpt, app, user_errors
+from cli.common import BestOpt, ConfigOpt, DetectorOpt, QuietOpt, SetOpt, app, user_errors
 
 
 @app.command()
@@ -104,15 +104,30 @@ def train_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+    detector: DetectorOpt = None,
+    best: BestOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune the classifier + embedding model on labelled photos."""
+    """Fine-tune the classifier + embedding model on labelled photos.
+
+    With --detector the model learns from the detected heads (photos without one, or with
+    several unless --best, are listed and left out); enroll and match must then use the same
+    detector."""
     from reid.config import load_config
     from reid.data import read_dataset
     from reid.train import train
 
     cfg = load_config(config, set_)
-    result = train(cfg, read_dataset(data), out, resume=resume, progress=not quiet, log=typer.echo)
+    samples = read_dataset(data)
+    if detector is not None:
+        from reid.detect import crop_samples, load_detector
+
+        search = crop_samples(load_detector(detector), samples, best=best, progress=not quiet)
+        for line in search.problems():
+            typer.echo(f"left out {line}", err=True)
+        typer.echo(f"{search.summary()} (detector {detector})")
+        samples = search.samples
+    result = train(cfg, samples, out, resume=resume, progress=not quiet, log=typer.echo)
     typer.echo(f"best epoch {result.best_epoch} of {result.epochs_run}; model: {result.checkpoint}")
 
 
@@ -136,7 +151,10 @@ def evaluate(
     for err in metrics["skipped"]:
         typer.echo(f"skipped {err['path']}: {err['reason']}", err=True)
     typer.echo(metrics_markdown(metrics))
-    typer.echo(f"confusion matrix: {out / 'confusion.png'}; metrics: {out / 'metrics.json'}")
+    typer.echo(
+        f"confusion matrix: {out / 'confusion.png'}; metrics: {out / 'metrics.json'}; "
+        f"Grad-CAM examples: {out / 'gradcam'}"
+    )
 
 
 @app.command()
@@ -167,7 +185,13 @@ def conditions(
 
 # registered last so that `reid --help` lists the training commands first
 # enroll, match, calibrate, gallery ...; benchmark loio
-from cli import benchmark_cmds, gallery_cmds, video_cmds  # noqa: E402, F401
+from cli import (  # noqa: E402, F401
+    benchmark_cmds,
+    detect_cmds,
+    explain_cmds,
+    gallery_cmds,
+    video_cmds,
+)
 
 
 def main() -> None:

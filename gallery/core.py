@@ -8,6 +8,7 @@ writer is busy). See ``gallery/store.py`` for the locking and crash-safety rules
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -322,7 +323,7 @@ class Gallery:
 
     def reembed(
         self,
-        embed_fn: Callable[[list[Path]], np.ndarray],
+        embed_fn: Callable[..., np.ndarray],
         *,
         model_fingerprint: str,
         user: str | None = None,
@@ -330,17 +331,21 @@ class Gallery:
     ) -> int:
         """Recompute every vector from the stored photo copies with another model.
 
-        ``embed_fn(paths)`` returns (len(paths), D') embeddings for a batch of stored photos.
+        ``embed_fn(paths, boxes)`` returns (len(paths), D') embeddings for a batch of stored
+        photos, each cut to its stored crop box first (``boxes[i]``, None: the whole photo).
         Vectors, fingerprint and dimension are replaced in one transaction and the calibration,
         which belonged to the old model, is cleared. Returns the number of photos re-embedded.
         """
         if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
             raise GalleryError("reembed needs the new model's non-empty fingerprint.")
         with self._mutex, self._store.write("reembed", user) as txn:
-            rows = txn.conn.execute("SELECT id, stored_path FROM images ORDER BY id").fetchall()
+            rows = txn.conn.execute(
+                "SELECT id, stored_path, box FROM images ORDER BY id"
+            ).fetchall()
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             paths = [self.directory / r[1] for r in rows]
-            vectors = edits.embed_photos(embed_fn, paths, batch_size)
+            boxes = [tuple(json.loads(r[2])) if r[2] else None for r in rows]
+            vectors = edits.embed_photos(embed_fn, paths, boxes, batch_size)
             dim = vectors.shape[1] if len(rows) else self.embedding_dim
             edits.replace_vectors(txn, ids, vectors, model_fingerprint)
             txn.details.update(

@@ -199,13 +199,17 @@ def _count_images(conn: sqlite3.Connection, individual: str) -> int:
 
 
 def embed_photos(
-    embed_fn: Callable[[list[Path]], np.ndarray], paths: list[Path], batch_size: int
+    embed_fn: Callable[..., np.ndarray],
+    paths: list[Path],
+    boxes: list[tuple[int, ...] | None],
+    batch_size: int,
 ) -> np.ndarray:
-    """Embed ``paths`` in batches; (N, D') float32, L2-normalised; GalleryError on bad output."""
+    """Embed ``paths`` (cut to ``boxes``) in batches with ``embed_fn(paths, boxes)``;
+    (N, D') float32, L2-normalised; GalleryError on bad output."""
     parts = []
     for begin in range(0, len(paths), batch_size):
         batch = paths[begin : begin + batch_size]
-        out = np.asarray(embed_fn(batch), dtype=np.float32)
+        out = np.asarray(embed_fn(batch, boxes[begin : begin + batch_size]), dtype=np.float32)
         if out.ndim != 2 or len(out) != len(batch) or (parts and out.shape[1] != parts[0].shape[1]):
             raise GalleryError(
                 f"The embedding function returned shape {out.shape} for {len(batch)} photos; "

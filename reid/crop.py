@@ -15,10 +15,10 @@ import numpy as np
 
 from reid.errors import ReIDError
 
+Box = tuple[int, int, int, int]  # (x1, y1, x2, y2) pixels
 
-def crop_box(box: Sequence[float], width: int, height: int, margin: float = 0.1) -> tuple[
-    int, int, int, int
-]:  # fmt: skip
+
+def crop_box(box: Sequence[float], width: int, height: int, margin: float = 0.1) -> Box:
     """The square region centred on ``box``, side ``max(w, h) * (1 + margin)``, clipped to a
     ``width`` x ``height`` photo (so at a border it is the part of that square inside the photo:
     square-ish, never padded, never shifted off the head's centre).
@@ -46,7 +46,7 @@ def cut(image: np.ndarray, crop: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(image[y1:y2, x1:x2])
 
 
-def parse_box(text: str) -> tuple[int, int, int, int]:
+def parse_box(text: str) -> Box:
     """``"x1,y1,x2,y2"`` (as stored in a gallery or manifest) -> integers."""
     try:
         values = tuple(int(round(float(v))) for v in text.split(","))

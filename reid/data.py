@@ -3,7 +3,9 @@
 A dataset is either a folder with one sub-folder per individual, or a CSV manifest with the
 columns ``path,individual`` and optionally ``date,time,condition,location,side,sighting`` plus any
 extra columns (kept in :attr:`Sample.attrs`, e.g. ``population`` for the native-vs-hybrid task).
-Manifest paths are relative to the manifest's folder unless absolute.
+Manifest paths are relative to the manifest's folder unless absolute. An optional ``box`` column
+(``x1,y1,x2,y2`` in pixels of the upright photo, quoted) names the region of the photo to use,
+e.g. a head cropped by hand or by ``reid detect run``; empty means the whole photo.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from reid.crop import parse_box
 from reid.errors import ImageLoadError, ReIDError
 from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, try_prepare_image
 
@@ -39,6 +42,7 @@ class Sample:
     location: str = ""
     side: str = ""
     sighting: str = ""
+    box: tuple[int, int, int, int] | None = None  # region to cut (x1, y1, x2, y2); None: all
     attrs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -137,11 +141,18 @@ def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> Sample:
         file = manifest.parent / file
     if not file.is_file():
         raise ReIDError(f"{where}: the file {file} does not exist; fix the path or remove the row.")
-    extra = {k: v for k, v in row.items() if k not in ("path", "individual", *STANDARD_COLUMNS)}
+    extra = {
+        k: v for k, v in row.items() if k not in ("path", "individual", "box", *STANDARD_COLUMNS)
+    }
+    try:
+        box = parse_box(row["box"]) if row.get("box") else None
+    except ReIDError as exc:
+        raise ReIDError(f"{where}: {exc}") from None
     return Sample(
         path=file,
         individual=row["individual"],
         **{c: row.get(c, "") for c in STANDARD_COLUMNS},
+        box=box,
         attrs=extra,
     )
 
@@ -171,7 +182,7 @@ def load_images(
     """Decode and resize every photo once; bad files are reported and skipped, the rest goes on."""
 
     def work(s: Sample) -> np.ndarray | ImageLoadError:
-        return try_prepare_image(s.path, size, max_pixels=max_pixels)
+        return try_prepare_image(s.path, size, box=s.box, max_pixels=max_pixels)
 
     out = LoadedImages([], [], [])
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:  # decoding releases the GIL
@@ -216,6 +227,28 @@ def split_by_sighting(
         for k, g in enumerate(sightings):
             (val if k < n_val else train).extend(groups[individual][g])
     return sorted(train), sorted(val)
+
+
+def split_category_by_individual(
+    samples: Sequence[Sample], labels: Sequence[str], val_fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices (train, val) for a category task (e.g. native / hybrid): whole individuals go to
+    val, about ``val_fraction`` of those of each category (at least one where a category has
+    two or more), so validation measures the screen on animals it never saw."""
+    rng = random.Random(seed)
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for s, label in zip(samples, labels, strict=True):
+        by_label[label].add(s.individual)
+    val_ids: set[str] = set()
+    for label in sorted(by_label):
+        ids = sorted(by_label[label])
+        rng.shuffle(ids)
+        n_val = round(len(ids) * val_fraction) if len(ids) > 1 else 0
+        n_val = min(max(n_val, 1 if len(ids) > 1 and val_fraction > 0 else 0), len(ids) - 1)
+        val_ids.update(ids[:n_val])
+    train = [i for i, s in enumerate(samples) if s.individual not in val_ids]
+    val = [i for i, s in enumerate(samples) if s.individual in val_ids]
+    return train, val
 
 
 def split_by_individual(

@@ -25,14 +25,18 @@ def evaluate_run(
     device: str = "auto",
     progress: bool = True,
     title: str = "",
+    gradcam_examples: int = 6,
 ) -> dict[str, Any]:
     """Classify ``samples`` with the run's classifier and write metrics.{json,md},
-    confusion.{csv,png}, per_individual.csv and predictions.csv into ``out_dir``."""
+    confusion.{csv,png}, per_individual.csv and predictions.csv into ``out_dir``, plus up to
+    ``gradcam_examples`` Grad-CAM heat maps in ``out_dir/gradcam`` (errors first)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     embedder = Embedder.from_run(run, device)
     column = embedder.loaded.config.data.label_column
-    result = embedder.embed_paths([s.path for s in samples], progress=progress, desc="evaluating")
+    result = embedder.embed_paths(
+        [s.path for s in samples], [s.box for s in samples], progress=progress, desc="evaluating"
+    )
     if not result.indices:
         raise ReIDError(
             f"None of the {len(samples)} test photos could be read; see the reasons above."
@@ -50,7 +54,49 @@ def evaluate_run(
     _write_outputs(
         out_dir, metrics, used, truth, pred, title or f"Confusion matrix: {Path(run).name}"
     )
+    if gradcam_examples > 0:
+        metrics["gradcam"] = _gradcam_examples(
+            run, str(embedder.device), used, truth, pred, out_dir / "gradcam", gradcam_examples
+        )
     return metrics
+
+
+def _gradcam_examples(
+    run: str | Path,
+    device: str,
+    used: Sequence[Sample],
+    truth: list[str],
+    pred: list[str],
+    folder: Path,
+    count: int,
+) -> list[str]:
+    """Heat maps of the predicted class for a few photos: the errors first, then one correct
+    photo per true label in turn, so every class is seen."""
+    from reid.explain import Explainer, plot_explanation
+
+    wrong = [i for i in range(len(used)) if truth[i] != pred[i]]
+    right: list[int] = []
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i in range(len(used)):
+        if truth[i] == pred[i]:
+            by_label[truth[i]].append(i)
+    while any(by_label.values()) and len(right) < count:
+        for label in sorted(by_label):
+            if by_label[label]:
+                right.append(by_label[label].pop(0))
+    chosen = (wrong[: count // 2] + right)[:count]
+    explainer = Explainer(run, device=device)  # the eager model: hooks need it
+    written = []
+    for k, i in enumerate(chosen):
+        s = used[i]
+        [exp] = explainer.explain_class(explainer.prepare(s.path, s.box)[None])
+        verdict = "correct" if truth[i] == pred[i] else "WRONG"
+        out = plot_explanation(
+            s.path, exp, folder / f"{k:02d}_{truth[i]}_as_{pred[i]}.png", box=s.box,
+            title=f"true {truth[i]}, predicted {exp.label} ({exp.score:.3f}): {verdict}",
+        )  # fmt: skip
+        written.append(str(out))
+    return written
 
 
 def _by_condition(used: Sequence[Sample], truth: list[str], pred: list[str]) -> dict[str, Any]:

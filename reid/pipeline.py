@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,27 +28,43 @@ from reid.data import Sample, is_photo
 from reid.embed import Embedder
 from reid.errors import ImageLoadError, ReIDError
 
+if TYPE_CHECKING:
+    from reid.detect import HeadDetector, Query
+
 
 @dataclass
 class EnrollOutcome:
     report: EnrollReport
     unreadable: list[ImageLoadError] = field(default_factory=list)
     bad_ids: list[tuple[Path, str]] = field(default_factory=list)  # (photo, why its id is refused)
+    no_head: list[str] = field(default_factory=list)  # photos the detector left out, and why
 
     def summary(self) -> str:
         text = self.report.summary()
         text += "".join(f"; skipped {e.path}: {e.reason}" for e in self.unreadable)
+        text += "".join(f"; skipped {line}" for line in self.no_head)
         return text + "".join(f"; skipped {path}: {why}" for path, why in self.bad_ids)
 
 
 @dataclass
 class MatchRow:
-    """One query photo's answer; ``match`` is None when the photo could not be read."""
+    """One query's answer: a photo, or one head in it when a detector cropped the photo.
+    ``match`` is None when the photo could not be read or no head was found (``error`` says)."""
 
     path: Path
     match: Match | None
     error: str = ""
     enrolled_as: str = ""  # set when --enroll-new enrolled this photo as a new individual
+    box: tuple[int, int, int, int] | None = None  # the region identified (detector crop)
+    head: int = 0  # 1-based number of this head in its photo (0: no detector)
+    heads: int = 0  # heads found in the photo
+    confidence: float | None = None  # the detector's confidence in this head
+    screen: dict[str, float] | None = None  # category probabilities from a screen run
+
+    @property
+    def label(self) -> str:
+        """The photo's name, with the head's number when the photo holds several."""
+        return self.path.name + (f"#{self.head}" if self.heads > 1 else "")
 
 
 def expand_photos(items: Sequence[str | Path]) -> list[Path]:
@@ -94,6 +111,7 @@ def to_record(sample: Sample, observer: str = "") -> ImageRecord:
         condition=sample.condition,
         side=sample.side,
         sighting=sample.sighting,
+        box=sample.box,
     )
 
 
@@ -105,9 +123,14 @@ def enroll_samples(
     observer: str = "",
     user: str | None = None,
     progress: bool = True,
+    detector: HeadDetector | None = None,
+    best: bool = False,
 ) -> EnrollOutcome:
     """Embed and enroll labelled photos; unreadable photos and photos with an invalid individual
-    id are reported by name, the rest goes on. Ids are checked before any embedding is done."""
+    id are reported by name, the rest goes on. Ids are checked before any embedding is done.
+
+    With a ``detector`` each photo is cropped to its head (the box is stored with the record);
+    a photo with no head, or with several unless ``best``, is reported and never enrolled."""
     valid, bad_ids = [], []
     for s in samples:
         try:
@@ -116,7 +139,15 @@ def enroll_samples(
         except GalleryError as exc:
             bad_ids.append((Path(s.path), str(exc)))
     samples = valid
-    result = embedder.embed_paths([s.path for s in samples], progress=progress, desc="enrolling")
+    no_head: list[str] = []
+    if detector is not None:
+        from reid.detect import crop_samples
+
+        search = crop_samples(detector, samples, best=best, progress=progress)
+        samples, no_head = search.samples, search.problems()
+    result = embedder.embed_paths(
+        [s.path for s in samples], [s.box for s in samples], progress=progress, desc="enrolling"
+    )
     records = [to_record(samples[i], observer) for i in result.indices]
     report = gallery.enroll(
         records,
@@ -124,7 +155,7 @@ def enroll_samples(
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),
     )
-    return EnrollOutcome(report, result.failures, bad_ids)
+    return EnrollOutcome(report, result.failures, bad_ids, no_head)
 
 
 def match_photos(
@@ -136,36 +167,64 @@ def match_photos(
     enroll_new: bool = False,
     user: str | None = None,
     progress: bool = True,
+    detector: HeadDetector | None = None,
+    best: bool = False,
 ) -> list[MatchRow]:
     """Identify each photo: a known individual or NEW. With ``enroll_new``, NEW photos are
     enrolled one by one as new individuals, so a second photo of the same newcomer in the same
-    batch is matched to the first rather than becoming another new individual."""
+    batch is matched to the first rather than becoming another new individual.
+
+    With a ``detector``, each head found becomes its own query (only the most confident with
+    ``best``), cropped by the detector's rule; a photo with no head gives one row whose error
+    is "no head found"."""
+    from reid.detect import Query, head_queries
+
     photos = [Path(p) for p in photos]
-    result = embedder.embed_paths(photos, progress=progress, desc="matching")
-    rows = [MatchRow(p, None) for p in photos]
+    queries: list[Query] = (
+        head_queries(detector, photos, best=best, progress=progress)
+        if detector is not None
+        else [Query(p) for p in photos]
+    )
+    rows = [
+        MatchRow(q.path, None, q.error, box=q.box, head=q.head, heads=q.heads,
+                 confidence=q.confidence)
+        for q in queries
+    ]  # fmt: skip
+    todo = [k for k, q in enumerate(queries) if not q.error]
+    result = embedder.embed_paths(
+        [queries[k].path for k in todo],
+        [queries[k].box for k in todo],
+        progress=progress,
+        desc="matching",
+    )
     for i, err in zip(result.failed_indices, result.failures, strict=True):
-        rows[i].error = err.reason
+        rows[todo[i]].error = err.reason
     matches = (
         gallery.identify(result.embeddings, model_fingerprint=embedder.fingerprint, top_k=top_k)
         if result.indices
         else []
     )
     for k, (i, match) in enumerate(zip(result.indices, matches, strict=True)):
+        row = rows[todo[i]]
         if enroll_new and match.is_new:
             match = gallery.identify(
                 result.embeddings[k : k + 1], model_fingerprint=embedder.fingerprint, top_k=top_k
             )[0]
             if match.is_new:
-                new_id, reason = _enroll_new(
-                    gallery, photos[i], result.embeddings[k], embedder, user
+                row.enrolled_as, row.error = _enroll_new(
+                    gallery, row.path, result.embeddings[k], embedder, user, row.box
                 )
-                rows[i].enrolled_as, rows[i].error = new_id, reason
-        rows[i].match = match
+        row.match = match
     return rows
 
 
 def _enroll_new(
-    gallery: Gallery, photo: Path, vector: np.ndarray, embedder: Embedder, user: str | None
+    gallery: Gallery,
+    photo: Path,
+    vector: np.ndarray,
+    embedder: Embedder,
+    user: str | None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> tuple[str, str]:
     """Enroll one NEW photo under a fresh id; returns (id, "") or ("", why it was not enrolled).
 
@@ -173,7 +232,7 @@ def _enroll_new(
     same moment never give two animals one id."""
     new_id = f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     report = gallery.enroll(
-        [ImageRecord(path=photo, individual=new_id)],
+        [ImageRecord(path=photo, individual=new_id, box=box)],
         vector[None],
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),

@@ -1,4 +1,4 @@
-"""PNG figures people look at: confusion matrices (more to come: ROC curves, match sheets)."""
+"""PNG figures people look at: confusion matrices and match sheets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen on servers and field laptops running headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
@@ -46,24 +47,40 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title:
     return path
 
 
-def plot_match_sheet(query: Path, match, path: Path, *, title: str = "") -> Path:
+def plot_match_sheet(
+    query: Path,
+    match,
+    path: Path,
+    *,
+    title: str = "",
+    query_box: tuple[int, int, int, int] | None = None,
+    boxes: dict[int, tuple[int, int, int, int] | None] | None = None,
+    label: str = "",
+) -> Path:
     """The query photo beside its top-k gallery photos with scores, for a person to confirm.
 
     ``match`` is a :class:`gallery.Match`; the decision, score and threshold go in the title,
-    each candidate's individual and similarity under its photo (green: the decision).
+    each candidate's individual and similarity under its photo (green: the decision). Photos are
+    shown cut to the region that was identified: ``query_box`` for the query, ``boxes[image_id]``
+    for gallery photos (None: the whole photo).
     """
     from reid.imageio import load_image
 
+    def shown(file: Path, box) -> Image.Image:
+        img = load_image(file)
+        return img.crop(box) if box is not None else img
+
     cands = list(match.candidates)
+    boxes = boxes or {}
     fig, axes = plt.subplots(
         1, 1 + max(len(cands), 1), figsize=(3.0 * (1 + max(len(cands), 1)), 3.6)
     )
     axes = np.atleast_1d(axes)
-    axes[0].imshow(load_image(query))
-    axes[0].set_title(f"query\n{query.name}", fontsize=9)
+    axes[0].imshow(shown(query, query_box))
+    axes[0].set_title(f"query\n{label or query.name}", fontsize=9)
     for ax, cand in zip(axes[1:], cands, strict=False):
         try:
-            ax.imshow(load_image(cand.image_path))
+            ax.imshow(shown(cand.image_path, boxes.get(cand.image_id)))
         except Exception:  # a missing gallery photo must not stop the sheet
             ax.text(0.5, 0.5, "photo missing", ha="center", va="center")
         chosen = cand.individual == match.decision

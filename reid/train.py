@@ -31,7 +31,7 @@ from reid.checkpoint import (
     save_scripted,
 )
 from reid.config import Config, save_config, to_dict
-from reid.data import Sample, load_images, split_by_sighting
+from reid.data import Sample, load_images, split_by_sighting, split_category_by_individual
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
 from reid.losses import ReIDLoss, build_loss
@@ -114,7 +114,8 @@ def train(
     )
     log(
         f"{len(data.classes)} classes; {len(data.train)} train / {len(data.val)} validation "
-        f"photos (split by sighting); device {device}"
+        f"photos (split by {'sighting' if cfg.data.label_column == 'individual' else 'individual'}"
+        f"); device {device}"
     )
     state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
     resumed = _Resume(out_dir / LAST_NAME, cfg, data.fingerprint)
@@ -216,7 +217,14 @@ def _prepare_data(
             f"Training needs photos of at least 2 different {cfg.data.label_column} values; "
             f"found {len(set(labels))} among {len(loaded.samples)} usable photos."
         )
-    train_idx, val_idx = split_by_sighting(loaded.samples, cfg.data.val_fraction, cfg.train.seed)
+    if cfg.data.label_column == "individual":
+        train_idx, val_idx = split_by_sighting(
+            loaded.samples, cfg.data.val_fraction, cfg.train.seed
+        )
+    else:  # a category screen must be validated on animals it never saw
+        train_idx, val_idx = split_category_by_individual(
+            loaded.samples, labels, cfg.data.val_fraction, cfg.train.seed
+        )
     classes = sorted({labels[i] for i in train_idx})
     index = {c: k for k, c in enumerate(classes)}
     val_idx = [i for i in val_idx if labels[i] in index]

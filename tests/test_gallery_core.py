@@ -191,14 +191,16 @@ def test_reembed_replaces_vectors_fingerprint_and_clears_calibration(tmp_path):
     gallery, _, _, _ = make_gallery(tmp_path, 4, 4)
     gallery.calibrate()
     new_vectors = random_unit_vectors(16, 8, seed=21)
-    seen = []
+    seen, seen_boxes = [], []
 
-    def embed(paths):
+    def embed(paths, boxes):
         seen.extend(paths)
+        seen_boxes.extend(boxes)
         return new_vectors[len(seen) - len(paths) : len(seen)]
 
     assert gallery.reembed(embed, model_fingerprint="model-B", batch_size=5) == 16
     assert all(p.is_file() and p.parent.name == "images" for p in seen)
+    assert seen_boxes == [None] * 16  # enrolled without crop boxes
     info = gallery.info()
     assert info["model_fingerprint"] == "model-B" and info["embedding_dim"] == 8
     assert info["calibration"] == "uncalibrated" and info["threshold"] is None
