@@ -28,4 +28,7 @@ def resolve_device(name: str) -> torch.device:
 
 def to_tensor_batch(images: np.ndarray) -> torch.Tensor:
     """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants writable memory
+        images = images.copy()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
