@@ -71,3 +71,25 @@ BestOpt = Annotated[
         help="With --detector: use only the most confident head of a photo that shows several.",
     ),
 ]
+
+
+def photos_or_fail(photos: list[Path], verb: str, fmt: str | None = None) -> list[Path]:
+    """The photos given (folders expanded), after checking ``--format``; one sentence if none."""
+    from reid.errors import ReIDError
+    from reid.pipeline import expand_photos
+
+    if fmt is not None and fmt not in ("table", "csv", "json"):
+        raise ReIDError(f"--format {fmt!r} is not one of table, csv, json.")
+    paths = expand_photos(photos)
+    if not paths:
+        raise ReIDError(f"No photos to {verb}: the folders given hold no images.")
+    return paths
+
+
+def detector_or_none(detector: Path | None, device: str):
+    """The head detector named by --detector, or None."""
+    if detector is None:
+        return None
+    from reid.detect import load_detector
+
+    return load_detector(detector, device=device)

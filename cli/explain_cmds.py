@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BestOpt, DetectorOpt, DeviceOpt, QuietOpt, app, user_errors
+from cli.common import (
+    BestOpt,
+    DetectorOpt,
+    DeviceOpt,
+    QuietOpt,
+    app,
+    detector_or_none,
+    photos_or_fail,
+    user_errors,
+)
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory from `reid train` (or its model.pt).")]
 PhotosArg = Annotated[list[Path], typer.Argument(help="Photos or folders of photos.")]
@@ -32,20 +41,13 @@ def screen(
     quiet: QuietOpt = False,
 ) -> None:
     """Each photo's category probabilities (e.g. native / hybrid) and the likeliest category."""
-    from reid.detect import load_detector
     from reid.embed import Embedder
-    from reid.errors import ReIDError
-    from reid.pipeline import expand_photos
     from reid.screen import check_screen, screen_photos
 
-    if format not in ("table", "csv", "json"):
-        raise ReIDError(f"--format {format!r} is not one of table, csv, json.")
-    paths = expand_photos(photos)
-    if not paths:
-        raise ReIDError("No photos to screen: the folders given hold no images.")
+    paths = photos_or_fail(photos, "screen", format)
     embedder = Embedder.from_run(run, device)
     column = check_screen(embedder, run)
-    heads = load_detector(detector, device=device) if detector is not None else None
+    heads = detector_or_none(detector, device)
     rows = screen_photos(embedder, paths, detector=heads, best=best, progress=not quiet)
     classes = embedder.classes
     if format == "json":
@@ -98,20 +100,17 @@ def explain(
 
     from gallery import Gallery
     from reid.checkpoint import load_checkpoint
-    from reid.detect import Query, head_queries, load_detector
+    from reid.detect import Query, head_queries
     from reid.embed import Embedder
-    from reid.errors import ImageLoadError, ReIDError
+    from reid.errors import ImageLoadError
     from reid.explain import Explainer, plot_explanation, plot_match_explanation
-    from reid.pipeline import expand_photos
 
-    paths = expand_photos(photos)
-    if not paths:
-        raise ReIDError("No photos to explain: the folders given hold no images.")
+    paths = photos_or_fail(photos, "explain")
     loaded = load_checkpoint(run)
     explainer = Explainer(loaded, device=device)
     column = loaded.config.data.label_column
     queries = (
-        head_queries(load_detector(detector, device=device), paths, best=best, progress=not quiet)
+        head_queries(detector_or_none(detector, device), paths, best=best, progress=not quiet)
         if detector is not None
         else [Query(p) for p in paths]
     )

@@ -10,7 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import BestOpt, DetectorOpt, DeviceOpt, ModelOpt, QuietOpt, app, user_errors
+from cli.common import (
+    BestOpt,
+    DetectorOpt,
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    app,
+    detector_or_none,
+    photos_or_fail,
+    user_errors,
+)
 
 gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
@@ -67,7 +77,7 @@ def enroll(
             "for many individuals give one folder-per-individual tree or one manifest."
         )
     embedder = Embedder.from_run(model, device)
-    heads = _load_detector(detector, device)
+    heads = detector_or_none(detector, device)
     with open_gallery(gallery, embedder, create=True, index_factory=index) as g:
         outcome = enroll_samples(
             g,
@@ -125,15 +135,11 @@ def match(
     most confident with --best); a photo with no head gets the row "no head found"."""
     from reid.embed import Embedder
     from reid.errors import ReIDError
-    from reid.pipeline import expand_photos, match_photos, open_gallery
+    from reid.pipeline import match_photos, open_gallery
 
-    if format not in ("table", "csv", "json"):
-        raise ReIDError(f"--format {format!r} is not one of table, csv, json.")
-    paths = expand_photos(photos)
-    if not paths:
-        raise ReIDError("No photos to match: the folders given hold no images.")
+    paths = photos_or_fail(photos, "match", format)
     embedder = Embedder.from_run(model, device)
-    heads = _load_detector(detector, device)
+    heads = detector_or_none(detector, device)
     screener = None
     if screen is not None:
         from reid.screen import check_screen
@@ -172,14 +178,6 @@ def match(
     if sheet is not None:
         _write_sheets(rows, sheet, boxes)
         typer.echo(f"match sheets: {sheet}", err=format != "table")
-
-
-def _load_detector(detector: Path | None, device: str):
-    if detector is None:
-        return None
-    from reid.detect import load_detector
-
-    return load_detector(detector, device=device)
 
 
 def _calibration_line(info: dict[str, Any]) -> str:

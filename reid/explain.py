@@ -183,6 +183,16 @@ def _panel(fig, ax_photo, ax_heat, photo: np.ndarray, heat: np.ndarray, caption:
     bar.set_label("relative importance", fontsize=8)
 
 
+def _save(fig, out: str | Path) -> Path:
+    from reid.plots import plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def plot_explanation(
     path: str | Path, explanation: Explanation, out: str | Path, *, box: Box | None = None,
     title: str = "",
@@ -199,11 +209,7 @@ def plot_explanation(
         fontsize=11,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_match_explanation(
@@ -231,11 +237,7 @@ def plot_match_explanation(
         _panel(fig, axes[row, 0], axes[row, 1], photo, heat, f"{who}\n{name}")
     fig.suptitle(title or f"match: {pair[0].label}  (similarity {pair[0].score:.3f})", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 __all__ = [
