@@ -86,10 +86,12 @@ def photos_or_fail(photos: list[Path], verb: str, fmt: str | None = None) -> lis
     return paths
 
 
-def detector_or_none(detector: Path | None, device: str):
-    """The head detector named by --detector, or None."""
-    if detector is None:
-        return None
-    from reid.detect import load_detector
+def detector_or_none(detector: Path | None, device: str, run: Path | None = None):
+    """The head detector named by --detector, or None; with ``run``, warn on stderr when the
+    run's model learnt from photos cut otherwise (another detector, or none)."""
+    from reid.detect import detector_mismatch, load_detector
 
-    return load_detector(detector, device=device)
+    heads = load_detector(detector, device=device) if detector is not None else None
+    if run is not None and (warning := detector_mismatch(run, heads)):
+        typer.secho(warning, err=True, fg=typer.colors.YELLOW)
+    return heads

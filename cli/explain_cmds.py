@@ -47,7 +47,7 @@ def screen(
     paths = photos_or_fail(photos, "screen", format)
     embedder = Embedder.from_run(run, device)
     column = check_screen(embedder, run)
-    heads = detector_or_none(detector, device)
+    heads = detector_or_none(detector, device, run)
     rows = screen_photos(embedder, paths, detector=heads, best=best, progress=not quiet)
     classes = embedder.classes
     if format == "json":
@@ -110,7 +110,7 @@ def explain(
     explainer = Explainer(loaded, device=device)
     column = loaded.config.data.label_column
     queries = (
-        head_queries(detector_or_none(detector, device), paths, best=best, progress=not quiet)
+        head_queries(detector_or_none(detector, device, run), paths, best=best, progress=not quiet)
         if detector is not None
         else [Query(p) for p in paths]
     )

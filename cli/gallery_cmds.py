@@ -77,7 +77,7 @@ def enroll(
             "for many individuals give one folder-per-individual tree or one manifest."
         )
     embedder = Embedder.from_run(model, device)
-    heads = detector_or_none(detector, device)
+    heads = detector_or_none(detector, device, model)
     with open_gallery(gallery, embedder, create=True, index_factory=index) as g:
         outcome = enroll_samples(
             g,
@@ -139,7 +139,7 @@ def match(
 
     paths = photos_or_fail(photos, "match", format)
     embedder = Embedder.from_run(model, device)
-    heads = detector_or_none(detector, device)
+    heads = detector_or_none(detector, device, model)
     screener = None
     if screen is not None:
         from reid.screen import check_screen

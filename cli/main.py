@@ -118,16 +118,18 @@ def train_cmd(
     from reid.train import train
 
     cfg = load_config(config, set_)
-    samples = read_dataset(data)
-    if detector is not None:
-        from reid.detect import crop_samples, load_detector
+    from reid.detect import crop_samples, load_detector, record_detector
 
-        search = crop_samples(load_detector(detector), samples, best=best, progress=not quiet)
+    samples = read_dataset(data)
+    heads = load_detector(detector) if detector is not None else None
+    if heads is not None:
+        search = crop_samples(heads, samples, best=best, progress=not quiet)
         for line in search.problems():
             typer.echo(f"left out {line}", err=True)
         typer.echo(f"{search.summary()} (detector {detector})")
         samples = search.samples
     result = train(cfg, samples, out, resume=resume, progress=not quiet, log=typer.echo)
+    record_detector(out, heads)  # so that enroll and match can warn of a different cut
     typer.echo(f"best epoch {result.best_epoch} of {result.epochs_run}; model: {result.checkpoint}")
 
 

@@ -236,6 +236,59 @@ def read_info(meta: Path) -> DetectorInfo:
     )
 
 
+# ------------------------------------------------------------- which detector a model learnt with
+RUN_DETECTOR_FILE = "detector_used.json"
+
+
+def _weights_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def record_detector(run_dir: str | Path, detector: HeadDetector | None) -> None:
+    """Write into a run folder which detector cut its training photos (or that none did)."""
+    info = (
+        {"detector": str(detector.path.resolve()), "sha256": _weights_digest(detector.path),
+         "crop_margin": detector.crop_margin}
+        if detector is not None
+        else {"detector": None}
+    )  # fmt: skip
+    Path(run_dir, RUN_DETECTOR_FILE).write_text(json.dumps(info, indent=2))
+
+
+def detector_mismatch(run: str | Path, detector: HeadDetector | None) -> str:
+    """A warning when photos are about to be cut differently from how the run's model learnt
+    (another detector, or a detector for a model trained on whole photos, or the reverse);
+    '' when they match or the run does not say."""
+    run = Path(run)
+    record = (run if run.is_dir() else run.parent) / RUN_DETECTOR_FILE
+    if not record.is_file():
+        return ""
+    try:
+        used = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return ""
+    if used.get("detector") is None:
+        return (
+            f"warning: model {run} learnt from whole photos (no --detector); crops from "
+            f"{detector.path} will look different to it"
+            if detector is not None
+            else ""
+        )
+    if detector is None:
+        return (
+            f"warning: model {run} learnt from heads cut by the detector {used['detector']}; "
+            "without --detector it sees whole photos (pass the same --detector)"
+        )
+    if _weights_digest(detector.path) != used.get("sha256"):
+        return (
+            f"warning: model {run} learnt from heads cut by another detector "
+            f"({used['detector']}); gallery and queries should be cut by that one"
+        )
+    return ""
+
+
 # ------------------------------------------------------------------------------- in the pipeline
 @dataclass
 class HeadSearch:
@@ -530,7 +583,9 @@ __all__ = [
     "check_dataset",
     "crop_samples",
     "head_queries",
+    "detector_mismatch",
     "load_detector",
+    "record_detector",
     "train_detector",
     "validate_detector",
 ]

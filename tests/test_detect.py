@@ -264,3 +264,20 @@ def test_bad_detector_paths_are_one_sentence(tmp_path, tiny_run, tiny_data):
     out = runner.invoke(app, ["detect", "train", "--data", str(tmp_path / "none.yaml"),
                               "--out", str(tmp_path / "d")])  # fmt: skip
     assert out.exit_code == 1 and "does not exist" in _plain(out.output)
+
+
+def test_a_model_remembers_its_detector_and_enroll_warns_of_another_cut(tiny_detector, tmp_path):
+    from reid.detect import detector_mismatch, load_detector, record_detector
+
+    det = load_detector(tiny_detector, device="cpu")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert detector_mismatch(run, det) == ""  # a run that does not say: no warning
+    record_detector(run, None)
+    assert "whole photos" in detector_mismatch(run, det) and detector_mismatch(run, None) == ""
+    record_detector(run, det)
+    assert detector_mismatch(run, det) == ""
+    assert "same --detector" in detector_mismatch(run, None)
+    used = json.loads((run / "detector_used.json").read_text())
+    (run / "detector_used.json").write_text(json.dumps({**used, "sha256": "0" * 16}))
+    assert "another detector" in detector_mismatch(run / "model.pt", det)
