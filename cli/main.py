@@ -142,7 +142,7 @@ def evaluate(
     device: str = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy, Cohen's kappa, macro P/R/F1, per-individual table and confusion matrix."""
+    """Accuracy, Cohen's kappa, macro P/R/F1, per-label table, confusion matrix, Grad-CAM."""
     from reid.checkpoint import resolve_checkpoint
     from reid.data import read_dataset
     from reid.evaluate import evaluate_run, metrics_markdown

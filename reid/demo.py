@@ -76,7 +76,8 @@ def run_demo(
     log(f"accuracy {metrics['accuracy']:.4f} on the held-out date, in {seconds:.0f} s")
     log(
         f"model: {result.checkpoint}\nconfusion matrix: {out_dir / 'eval' / 'confusion.png'}\n"
-        f"metrics: {out_dir / 'eval' / 'metrics.md'}"
+        f"metrics: {out_dir / 'eval' / 'metrics.md'}\n"
+        f"Grad-CAM examples (errors first): {out_dir / 'eval' / 'gradcam'}"
     )
     return {
         **metrics,
