@@ -85,6 +85,9 @@ class TrainConfig:
     batch_size: int = 32
     m_per_class: int = 4  # images per individual in a batch (MPerClassSampler)
     lr: float = 3e-4  # Adam, backbone and heads
+    # the backbone's learning rate is lr * this: below 1 keeps more of the pretrained features
+    # (discriminative fine-tuning), for small sets where full-rate fine-tuning forgets them
+    backbone_lr_scale: float = 1.0
     weight_decay: float = 0.0
     early_stop_patience: int = 5  # epochs without improvement of validation loss
     early_stop_min_delta: float = 0.001
@@ -131,6 +134,7 @@ class Config:
             ),
             ("train.epochs", self.train.epochs >= 1, "at least 1"),
             ("train.lr", self.train.lr > 0, "positive"),
+            ("train.backbone_lr_scale", 0 <= self.train.backbone_lr_scale <= 1, "in [0, 1]"),
             ("loss.lr", self.loss.lr > 0, "positive"),
             ("train.early_stop_patience", self.train.early_stop_patience >= 1, "at least 1"),
             ("data.max_image_pixels", self.data.max_image_pixels > 0, "positive"),

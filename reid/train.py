@@ -106,11 +106,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.loss, len(data.classes), cfg.model.embedding_dim).to(device)
     optimizer = torch.optim.Adam(
-        [
-            {"params": model.parameters(), "lr": cfg.train.lr},
-            {"params": loss_fn.parameters(), "lr": cfg.loss.lr},
-        ],
-        weight_decay=cfg.train.weight_decay,
+        _param_groups(model, loss_fn, cfg), weight_decay=cfg.train.weight_decay
     )
     log(
         f"{len(data.classes)} classes; {len(data.train)} train / {len(data.val)} validation "
@@ -181,6 +177,22 @@ def train(
         )
     )
     return result
+
+
+def _param_groups(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: Config) -> list[dict]:
+    """Adam groups: the model at train.lr (its backbone at lr * backbone_lr_scale when that is
+    below 1) and the loss's own parameters at loss.lr."""
+    scale = cfg.train.backbone_lr_scale
+    if scale == 1.0:  # one group, as runs before this option (their last.pt resumes unchanged)
+        groups = [{"params": model.parameters(), "lr": cfg.train.lr}]
+    else:
+        backbone = {id(p) for p in model.backbone.parameters()}
+        groups = [
+            {"params": list(model.backbone.parameters()), "lr": cfg.train.lr * scale},
+            {"params": [p for p in model.parameters() if id(p) not in backbone],
+             "lr": cfg.train.lr},
+        ]  # fmt: skip
+    return [*groups, {"params": loss_fn.parameters(), "lr": cfg.loss.lr}]
 
 
 @dataclass

@@ -155,3 +155,22 @@ def test_resume_refuses_a_changed_config_or_dataset(tiny_cfg, tiny_data, tiny_ru
     with pytest.raises(ReIDError, match="photos or their train/validation split differ"):
         train(cfg, samples[:-4], run, resume=True, progress=False)
     assert load_config(run / "config.yaml") == cfg  # the refused resumes changed nothing
+
+
+def test_backbone_lr_scale_gives_the_backbone_its_own_rate(tiny_cfg):
+    from dataclasses import replace
+
+    from reid.losses import build_loss
+    from reid.model import build_model
+    from reid.train import _param_groups
+
+    model = build_model(tiny_cfg, 3, pretrained="none")
+    loss_fn = build_loss(tiny_cfg.loss, 3, tiny_cfg.model.embedding_dim)
+    groups = _param_groups(model, loss_fn, tiny_cfg)
+    assert [g["lr"] for g in groups] == [tiny_cfg.train.lr, tiny_cfg.loss.lr]
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, backbone_lr_scale=0.1))
+    backbone, heads, loss = _param_groups(model, loss_fn, cfg)
+    assert backbone["lr"] == pytest.approx(0.1 * cfg.train.lr) and heads["lr"] == cfg.train.lr
+    n = sum(1 for _ in model.parameters())
+    assert len(backbone["params"]) + len(heads["params"]) == n
+    assert len(backbone["params"]) == sum(1 for _ in model.backbone.parameters())
