@@ -162,18 +162,10 @@ def match(
             progress=not quiet,
             detector=heads,
             best=best,
+            screener=screener,
         )
         info = g.info()
         boxes = {im.image_id: im.box for im in g.images()} if sheet is not None else {}
-    if screener is not None:
-        from reid.screen import screen_items
-
-        done = [r for r in rows if r.match is not None]
-        answers = screen_items(
-            screener, [r.path for r in done], [r.box for r in done], progress=not quiet
-        )
-        for row, answer in zip(done, answers, strict=True):
-            row.screen = answer if isinstance(answer, dict) else None
     typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
     if sheet is not None:
         _write_sheets(rows, sheet, boxes)

@@ -357,8 +357,12 @@ class Query:
 
     @property
     def label(self) -> str:
-        """The photo's name, with the head's number when the photo holds several."""
-        return self.path.name + (f"#{self.head}" if self.heads > 1 else "")
+        return query_label(self.path, self.head, self.heads)
+
+
+def query_label(path: Path, head: int, heads: int) -> str:
+    """The photo's name, with the head's number when the photo holds several: ``a.jpg#2``."""
+    return path.name + (f"#{head}" if heads > 1 else "")
 
 
 def head_queries(
@@ -403,6 +407,9 @@ def check_dataset(data: str | Path) -> dict[str, Any]:
 
     A relative ``path`` (or none) is taken relative to the yaml's own folder.
     """
+    _ultralytics()
+    from ultralytics.data.utils import img2label_paths
+
     data = Path(data)
     if not data.is_file():
         raise ReIDError(
@@ -431,7 +438,7 @@ def check_dataset(data: str | Path) -> dict[str, Any]:
                 p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*")
             ):
                 raise ReIDError(f"Dataset file {data}: the {split} folder {folder} has no images.")
-            labels = Path(str(folder).replace(f"{os.sep}images", f"{os.sep}labels", 1))
+            labels = Path(img2label_paths([str(folder / "_.jpg")])[0]).parent  # ultralytics' rule
             if folder.is_dir() and not labels.is_dir():
                 raise ReIDError(
                     f"Dataset file {data}: {split} images in {folder} have no labels folder "
@@ -585,6 +592,7 @@ __all__ = [
     "head_queries",
     "detector_mismatch",
     "load_detector",
+    "query_label",
     "record_detector",
     "train_detector",
     "validate_detector",

@@ -16,11 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from reid.checkpoint import LoadedModel, load_checkpoint
+from reid.crop import Box
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ImageLoadError
 from reid.imageio import try_prepare_image
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass

@@ -27,10 +27,9 @@ from PIL import Image
 from torch import nn
 
 from reid.checkpoint import LoadedModel, load_checkpoint
+from reid.crop import Box
 from reid.device import resolve_device, to_tensor_batch
 from reid.imageio import load_image, prepare_image
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,9 @@ class MatchRow:
 
     @property
     def label(self) -> str:
-        """The photo's name, with the head's number when the photo holds several."""
-        return self.path.name + (f"#{self.head}" if self.heads > 1 else "")
+        from reid.detect import query_label
+
+        return query_label(self.path, self.head, self.heads)
 
 
 def expand_photos(items: Sequence[str | Path]) -> list[Path]:
@@ -169,6 +170,7 @@ def match_photos(
     progress: bool = True,
     detector: HeadDetector | None = None,
     best: bool = False,
+    screener: Embedder | None = None,
 ) -> list[MatchRow]:
     """Identify each photo: a known individual or NEW. With ``enroll_new``, NEW photos are
     enrolled one by one as new individuals, so a second photo of the same newcomer in the same
@@ -176,7 +178,8 @@ def match_photos(
 
     With a ``detector``, each head found becomes its own query (only the most confident with
     ``best``), cropped by the detector's rule; a photo with no head gives one row whose error
-    is "no head found"."""
+    is "no head found". With a ``screener`` (a category run, e.g. native / hybrid) each
+    matched row also gets its category probabilities (``row.screen``)."""
     from reid.detect import Query, head_queries
 
     photos = [Path(p) for p in photos]
@@ -215,6 +218,15 @@ def match_photos(
                     gallery, row.path, result.embeddings[k], embedder, user, row.box
                 )
         row.match = match
+    if screener is not None:
+        from reid.screen import screen_items
+
+        done = [r for r in rows if r.match is not None]
+        answers = screen_items(
+            screener, [r.path for r in done], [r.box for r in done], progress=progress
+        )
+        for row, answer in zip(done, answers, strict=True):
+            row.screen = answer if isinstance(answer, dict) else None
     return rows
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
+from reid.crop import Box
 from reid.embed import Embedder
 from reid.errors import ReIDError
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -47,13 +47,6 @@ def check_screen(embedder: Embedder, run: str | Path) -> str:
     return column
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """(N, C) logits -> (N, C) probabilities."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def screen_items(
     embedder: Embedder,
     paths: Sequence[Path],
@@ -66,7 +59,7 @@ def screen_items(
     out: list[dict[str, float] | str] = [""] * len(paths)
     for i, err in zip(result.failed_indices, result.failures, strict=True):
         out[i] = err.reason
-    probs = softmax(result.logits) if len(result.indices) else np.zeros((0, 0))
+    probs = softmax(result.logits, axis=1) if len(result.indices) else np.zeros((0, 0))
     for k, i in enumerate(result.indices):
         out[i] = {c: float(p) for c, p in zip(embedder.classes, probs[k], strict=True)}
     return out
@@ -103,4 +96,4 @@ def screen_photos(
     return rows
 
 
-__all__ = ["ScreenRow", "check_screen", "screen_items", "screen_photos", "softmax"]
+__all__ = ["ScreenRow", "check_screen", "screen_items", "screen_photos"]

@@ -281,3 +281,17 @@ def test_a_model_remembers_its_detector_and_enroll_warns_of_another_cut(tiny_det
     used = json.loads((run / "detector_used.json").read_text())
     (run / "detector_used.json").write_text(json.dumps({**used, "sha256": "0" * 16}))
     assert "another detector" in detector_mismatch(run / "model.pt", det)
+
+
+def test_dataset_under_a_folder_named_images_finds_its_labels(tmp_path):
+    """Labels live beside the last images/ of a path (ultralytics' rule), not the first."""
+    from reid.detect import check_dataset
+    from reid.scenes import synthesize_scenes
+
+    data = synthesize_scenes(tmp_path / "images" / "survey", 2, 1, width=128, height=128,
+                             val_fraction=0.5, progress=False)  # fmt: skip
+    spec = check_dataset(data)
+    assert spec["path"] == str((tmp_path / "images" / "survey").resolve())
+    (data.parent / "labels" / "train").rename(data.parent / "labels" / "moved")
+    with pytest.raises(Exception, match=r"no labels folder .*survey.labels.train"):
+        check_dataset(data)
