@@ -157,12 +157,7 @@ def run_loio(
     enroll, query = split_enroll_query(samples, settings.enroll_fraction)
     ev = _EvalSet(samples, cfg.data.label_column, enroll, query)
     if settings.mode == "fast":
-        shuffled = individuals[:]
-        rng.shuffle(shuffled)
-        n_out = min(len(shuffled) - 2, max(2, round(len(shuffled) * settings.test_fraction)))
-        left_out = sorted(shuffled[:n_out])
-        ks = left_out if settings.folds is None else sorted(
-            rng.sample(left_out, min(settings.folds, len(left_out))))  # fmt: skip
+        left_out, ks = _fast_split(individuals, settings, rng)
     else:
         left_out = []
         ks = individuals if settings.folds is None else sorted(
@@ -217,6 +212,61 @@ def run_loio(
         "train_seconds": timings,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _fast_split(
+    individuals: list[str], settings: LoioSettings, rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """Fast mode: (individuals left out of training, the folds k among them), seeded."""
+    shuffled = individuals[:]
+    rng.shuffle(shuffled)
+    n_out = min(len(shuffled) - 2, max(2, round(len(shuffled) * settings.test_fraction)))
+    left_out = sorted(shuffled[:n_out])
+    ks = left_out if settings.folds is None else sorted(
+        rng.sample(left_out, min(settings.folds, len(left_out))))  # fmt: skip
+    return left_out, ks
+
+
+def score_vectors(
+    samples: Sequence[Sample],
+    vectors: dict[str, np.ndarray],
+    label_column: str,
+    settings: LoioSettings | None = None,
+) -> dict[str, Any]:
+    """Score precomputed vectors on fast mode's never-trained gallery, split as ``run_loio``
+    splits (same seed, same left-out individuals, same enrolled and query photos).
+
+    ``vectors`` maps a method name to (N, D) vectors, one row per sample in order (normalised
+    here). For embeddings made elsewhere (another backbone, another tool), or for probing which
+    features carry identity. Returns the scenario result that ``markdown`` and ``plot_roc``
+    read: summary, per-fold rows and pooled ROC per method.
+    """
+    settings = settings or LoioSettings()
+    samples = list(samples)
+    for name, v in vectors.items():
+        if v.ndim != 2 or len(v) != len(samples):
+            raise ReIDError(
+                f"Vectors of {name!r} have shape {v.shape}: give one row per photo "
+                f"({len(samples)} rows)."
+            )
+    individuals = sorted({s.individual for s in samples})
+    left_out, ks = _fast_split(individuals, settings, random.Random(settings.seed))
+    if len(left_out) < 3:  # k, and at least two others in the gallery
+        raise ReIDError(
+            f"{len(left_out)} of {len(individuals)} individuals are left out; the never-trained "
+            "gallery needs at least 3: give more individuals or a larger test fraction."
+        )
+    enroll, query = split_enroll_query(samples, settings.enroll_fraction)
+    ev = _EvalSet(samples, label_column, enroll, query)
+    acc = _Accumulator()
+    for name, v in vectors.items():
+        v = v.astype(np.float32)
+        method = _Method(
+            name, "similarity", v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+        )
+        for k in ks:
+            _score_fold(method, ev.fold(k, left_out), ev, settings, acc)
+    return acc.result()
 
 
 SCENARIOS = ("trained gallery", "never-trained gallery")

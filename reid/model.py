@@ -64,13 +64,17 @@ class ReIDModel(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, F) pooled backbone features."""
+        return self.backbone(self.normalise(images))
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, 3, H, W) as the backbone expects it."""
         flat = images.flatten(1)
         m = flat.mean(1).view(-1, 1, 1, 1)
         s = flat.std(1).view(-1, 1, 1, 1).clamp_min(0.02)
         # per photo: brightness and contrast mapped to those of a typical well-exposed photo
         standardised = (images - m) / s * PHOTO_STD + PHOTO_MEAN
         images = images + self.per_photo * (standardised - images)
-        return self.backbone((images - self.mean) / self.std)
+        return (images - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> ReIDOutput:
         feats = self.dropout(self.features(images))

@@ -21,6 +21,7 @@ from reid.loio import (
     markdown,
     plot_roc,
     run_loio,
+    score_vectors,
     split_enroll_query,
 )
 
@@ -85,6 +86,22 @@ def test_a_perfect_embedding_scores_perfectly_and_a_random_one_does_not():
     assert row["rank1"] < 0.6 and row["auroc"] < 0.9
 
 
+def test_score_vectors_scores_outside_embeddings():
+    samples = _samples(12, 4, per_sighting=2)
+    ind = np.array([int(s.individual[3:]) for s in samples])
+    rng = np.random.default_rng(1)
+    good = np.eye(12, 24)[ind] + 0.05 * rng.normal(size=(len(samples), 24))
+    bad = rng.normal(size=(len(samples), 24))
+    out = score_vectors(samples, {"good": good, "random": bad}, "individual")
+    summary = out["summary"]
+    assert summary["good"]["rank1"] == 1.0 and summary["good"]["auroc"] == 1.0
+    assert summary["random"]["rank1"] < 0.5 and summary["random"]["auroc"] < 0.9
+    with pytest.raises(ReIDError, match="one row per photo"):
+        score_vectors(samples, {"short": good[:-1]}, "individual")
+    with pytest.raises(ReIDError, match="at least 3"):
+        score_vectors(_samples(4, 4), {"x": np.ones((16, 2))}, "individual")
+
+
 def test_pooled_tpr_resolves_rates_one_fold_cannot():
     from reid.loio import _pooled_tpr
 
@@ -144,6 +161,10 @@ def test_fast_mode_never_trains_on_the_individuals_left_out(tiny_cfg, loio_data,
     assert png.stat().st_size > 5000
     md = markdown(result, "t")
     assert "### trained gallery" in md and "### never-trained gallery" in md
+    # outside vectors are scored on the same split: the same individuals k
+    rng = np.random.default_rng(0)
+    same = score_vectors(loio_data, {"x": rng.normal(size=(len(loio_data), 4))}, "individual")
+    assert [r["k"] for r in same["per_fold"]["x"]] == result["folds"]
 
 
 def test_fast_mode_can_train_on_all_photos_and_then_scores_only_never_trained(
