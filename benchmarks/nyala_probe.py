@@ -8,9 +8,9 @@ on the same split as LOIO's fast mode (`reid.loio.score_vectors`):
 
 - pooling variants of the frozen feature map (average = LOIO's "frozen backbone" baseline, GeM,
   max, a 2x2 grid) at each input size;
-- heads trained on the frozen features of the trained individuals only (a linear projection with
-  a triplet, ArcFace or supervised-contrastive loss): if identity that carries over to new
-  animals were in these features, some head would find it;
+- heads trained on the frozen features (average and grid) of the trained individuals only (a
+  linear projection to 128 dimensions with a triplet, ArcFace or supervised-contrastive loss):
+  if identity that carries over to new animals were in these features, some head would find it;
 - a sheet of failed queries (query | its top match | its true individual, with the rank at which
   the truth came), written as a PNG: look at it before tuning anything.
 
@@ -184,9 +184,10 @@ def main() -> None:
         vectors = {f"frozen {name}, {size} px": v for name, v in pools.items()}
         if size == args.sizes[0]:  # heads learn from the trained individuals' frozen features
             labels = [samples[i].get(label_col) for i in trained]
-            for loss in ("triplet", "arcface", "supcon"):
-                w = train_head(pools["avg"][trained], labels, loss, seed=args.seed)
-                vectors[f"frozen avg, {size} px + linear {loss} head"] = pools["avg"] @ w
+            for pool in ("avg", "grid2x2"):
+                for loss in ("triplet", "arcface", "supcon"):
+                    w = train_head(pools[pool][trained], labels, loss, seed=args.seed)
+                    vectors[f"frozen {pool}, {size} px + linear {loss} head"] = pools[pool] @ w
         result = score_vectors(samples, vectors, label_col, settings)
         for name, s in result["summary"].items():
             rows.append({"method": name, **{m: s.get(m) for m in METRICS}})
