@@ -54,6 +54,9 @@ class AugmentConfig:
     saturation_p: float = 0.3
 
 
+POOLINGS = ("avg", "grid2x2")
+
+
 @dataclass
 class ModelConfig:
     backbone: str = "tf_efficientnetv2_b0"  # any timm model name
@@ -66,6 +69,10 @@ class ModelConfig:
     # mean and std over all its pixels and channels, so colour relations stay), so a dark dusk
     # photo and a bright noon photo of one animal look alike to it; "none": fixed normalisation.
     photo_norm: str = "none"
+    # How the backbone's feature map (N, F, h, w) becomes one vector: "avg" (global average,
+    # F values) or "grid2x2" (the average of each quarter, 4F values), which keeps where on the
+    # animal a pattern is: two animals with the same spots in different places differ.
+    pooling: str = "avg"
 
 
 @dataclass
@@ -123,6 +130,7 @@ class Config:
                 self.model.photo_norm in ("none", "per_photo"),
                 "one of none, per_photo",
             ),  # fmt: skip
+            ("model.pooling", self.model.pooling in POOLINGS, "one of " + ", ".join(POOLINGS)),
             ("augment.gamma_p", 0 <= self.augment.gamma_p <= 1, "in [0, 1]"),
             ("augment.contrast_limit", 0 <= self.augment.contrast_limit < 1, "in [0, 1)"),
             ("model.embedding_dim", self.model.embedding_dim > 0, "positive"),

@@ -181,3 +181,37 @@ def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_
         assert torch.allclose(scripted(dusk)[0], per_photo(dusk).embeddings, atol=1e-5)
         assert torch.allclose(load_checkpoint(tmp_path).model(dusk).embeddings,
                               per_photo(dusk).embeddings, atol=1e-6)  # fmt: skip
+
+
+def test_grid_pooling_keeps_where_a_pattern_is_and_survives_a_round_trip(tiny_cfg, tmp_path):
+    from reid.checkpoint import SCRIPTED_NAME, save_scripted
+    from reid.config import from_dict, to_dict
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.model.pooling = "grid2x2"
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    x = torch.full((1, 3, 64, 64), 0.4)
+    x[..., :32] = torch.rand(1, 3, 64, 32)  # spots on the left half, plain skin on the right
+    swapped = torch.cat([x[..., 32:], x[..., :32]], dim=3)  # the same two halves, swapped
+    with torch.no_grad():
+        grid = model.features(torch.cat([x, swapped]))
+        avg = model.backbone(model.normalise(torch.cat([x, swapped])))
+        out = model(x)
+    assert grid.shape == (2, 4 * model.backbone.num_features)
+    assert out.embeddings.shape == (1, cfg.model.embedding_dim) and out.logits.shape == (1, 3)
+    cos = torch.nn.functional.cosine_similarity
+    # the global average sees the same content; the grid sees the pattern move, and moving its
+    # cells back (left and right columns swapped) brings it closer again
+    assert cos(grid[:1], grid[1:]).item() < cos(avg[:1], avg[1:]).item() - 0.05
+    moved_back = grid[1:].view(1, -1, 2, 2).flip(-1).flatten(1)
+    assert cos(grid[:1], moved_back).item() > cos(grid[:1], grid[1:]).item() + 0.05
+    fp = save_checkpoint(tmp_path / "model.pt", model, cfg, ["a", "b", "c"])
+    save_scripted(model, 64, fp, tmp_path / SCRIPTED_NAME)
+    loaded, scripted = load_checkpoint(tmp_path), load_checkpoint(tmp_path, scripted=True)
+    assert loaded.config.model.pooling == "grid2x2"
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x).embeddings, out.embeddings)
+        assert torch.allclose(scripted.model(x)[0], out.embeddings, atol=1e-6)
+    with pytest.raises(ReIDError, match="model.pooling"):
+        load_config(None, ["model.pooling=max"])
