@@ -11,6 +11,7 @@ from torch import nn
 
 from reid.backbone import build_backbone
 from reid.config import Config
+from reid.errors import ReIDError
 
 PHOTO_MEAN, PHOTO_STD = 0.45, 0.25  # target brightness and contrast of model.photo_norm=per_photo
 
@@ -69,7 +70,13 @@ class ReIDModel(nn.Module):
         grid: the average of each quarter of the feature map, cell by cell per channel)."""
         x = self.normalise(images)
         if self.grid:
-            return F.adaptive_avg_pool2d(self.backbone.forward_features(x), 2).flatten(1)
+            fmap = self.backbone.forward_features(x)
+            if fmap.dim() != 4:  # a transformer's tokens (N, T, C) have no quarters
+                raise ReIDError(
+                    f"model.pooling=grid2x2 needs a convolutional backbone with an (N, C, h, w) "
+                    f"feature map; this one gives shape {tuple(fmap.shape)}: use model.pooling=avg."
+                )
+            return F.adaptive_avg_pool2d(fmap, 2).flatten(1)
         return self.backbone(x)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:

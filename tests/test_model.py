@@ -215,3 +215,10 @@ def test_grid_pooling_keeps_where_a_pattern_is_and_survives_a_round_trip(tiny_cf
         assert torch.allclose(scripted.model(x)[0], out.embeddings, atol=1e-6)
     with pytest.raises(ReIDError, match="model.pooling"):
         load_config(None, ["model.pooling=max"])
+
+
+def test_grid_pooling_refuses_a_backbone_without_a_feature_map():
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=64)
+    model = ReIDModel(vit, 3, embedding_dim=8, pooling="grid2x2")
+    with pytest.raises(ReIDError, match=r"grid2x2 needs a convolutional backbone.*pooling=avg"):
+        model(torch.rand(1, 3, 64, 64))
