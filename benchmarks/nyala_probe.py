@@ -14,7 +14,7 @@ on the same split as LOIO's fast mode (`reid.loio.score_vectors`):
 - a sheet of failed queries (query | its top match | its true individual, with the rank at which
   the truth came), written as a PNG: look at it before tuning anything.
 
-    python benchmarks/nyala_probe.py                      # nyala, 224 and 320 px, ~5 min on CPU
+    python benchmarks/nyala_probe.py                      # nyala, 224 and 320 px, ~6 min on CPU
     python benchmarks/nyala_probe.py --data att_faces --sizes 160
 """
 
