@@ -12,10 +12,12 @@ on the same split as LOIO's fast mode (`reid.loio.score_vectors`):
   linear projection to 128 dimensions with a triplet, ArcFace or supervised-contrastive loss):
   if identity that carries over to new animals were in these features, some head would find it;
 - a sheet of failed queries (query | its top match | its true individual, with the rank at which
-  the truth came), written as a PNG: look at it before tuning anything.
+  the truth came), written as a PNG: look at it before tuning anything. It shows the data set's
+  photos, so it goes to the work folder (``--sheet`` elsewhere), never into benchmarks/results:
+  the shared data sets are not ours to redistribute.
 
-    python benchmarks/nyala_probe.py                      # nyala, 224 and 320 px, ~6 min on CPU
-    python benchmarks/nyala_probe.py --data att_faces --sizes 160
+    python benchmarks/feature_probe.py                    # nyala, 224 and 320 px, ~6 min on CPU
+    python benchmarks/feature_probe.py --data att_faces --sizes 160
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks import datasets  # noqa: E402
-from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
+from benchmarks.common import write_results  # noqa: E402
 from reid.checkpoint import LoadedModel  # noqa: E402
 from reid.config import Config, load_config  # noqa: E402
 from reid.data import Sample  # noqa: E402
@@ -165,8 +167,14 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--set", action="append", default=[], help="config override key=value")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--name", default=None, help="results name (default DATA_probe)")
+    ap.add_argument("--name", default=None, help="results name (default probe_DATA)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/probe"))
+    ap.add_argument(
+        "--sheet",
+        type=Path,
+        default=None,
+        help="failed-queries PNG (default WORK/failed_queries_DATA.png, outside the repository)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     samples, label_col = datasets.load(args.data, args.work, seed=args.seed)
@@ -192,13 +200,11 @@ def main() -> None:
         for name, s in result["summary"].items():
             rows.append({"method": name, **{m: s.get(m) for m in METRICS}})
             print(name, {m: s.get(m) for m in METRICS}, flush=True)
-    name = args.name or f"{Path(args.data).name}_probe"
-    sheet = failure_sheet(samples, first_avg, label_col, settings,
-                          RESULTS_DIR / name / "failed_queries.png")  # fmt: skip
+    name = args.name or f"probe_{Path(args.data).name}"
+    sheet = args.sheet or args.work / f"failed_queries_{Path(args.data).name}.png"
+    failure_sheet(samples, first_avg, label_col, settings, sheet)
     n_left = len(left_out)
     md = [
-        f"# {name}",
-        "",
         f"Frozen `{cfg.model.backbone}` ({cfg.model.pretrained} weights) features on "
         f"{Path(args.data).name}, scored on LOIO fast mode's never-trained gallery "
         f"({n_left} individuals never trained on, {len(samples)} photos; seed {args.seed}). "
@@ -213,8 +219,9 @@ def main() -> None:
             for r in rows
         ],
         "",
-        f"Failed queries of `frozen avg, {args.sizes[0]} px` (query | top match | truth): "
-        f"![failed queries]({name}/{sheet.name})",
+        f"Failed queries of `frozen avg, {args.sizes[0]} px` (query | top match | truth) are "
+        f"drawn into `{sheet}` by the command below; not kept here, as they show the data "
+        "set's photos.",
     ]
     payload = {"rows": rows, "args": {k: str(v) for k, v in vars(args).items()},
                "wall_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
