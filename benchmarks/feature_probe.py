@@ -42,7 +42,7 @@ from reid.checkpoint import LoadedModel  # noqa: E402
 from reid.config import Config, load_config  # noqa: E402
 from reid.data import Sample  # noqa: E402
 from reid.embed import Embedder  # noqa: E402
-from reid.loio import LoioSettings, _fast_split, score_vectors, split_enroll_query  # noqa: E402
+from reid.loio import LoioSettings, fast_split, score_vectors, split_enroll_query  # noqa: E402
 from reid.model import build_model  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
@@ -118,14 +118,12 @@ def train_head(
 
 
 def failure_sheet(
-    samples: list[Sample], vectors: np.ndarray, label_col: str, settings: LoioSettings, path: Path,
-    n: int = 6,
+    samples: list[Sample], vectors: np.ndarray, label_col: str, left_out: list[str],
+    settings: LoioSettings, path: Path, n: int = 6,
 ) -> Path:  # fmt: skip
     """PNG: ``n`` wrongly answered known queries of the never-trained gallery, each as query |
     top match | an enrolled photo of its true identity (with the rank the truth came at)."""
     rng = np.random.default_rng(settings.seed)
-    left_out, _ = _fast_split(sorted({s.individual for s in samples}), settings,
-                              random.Random(settings.seed))  # fmt: skip
     enroll, query = split_enroll_query(samples, settings.enroll_fraction)
     ids = set(left_out)
     g = np.array([i for i in enroll if samples[i].individual in ids])
@@ -180,7 +178,7 @@ def main() -> None:
     samples, label_col = datasets.load(args.data, args.work, seed=args.seed)
     settings = LoioSettings(seed=args.seed)
     paths = [s.path for s in samples]
-    left_out, _ = _fast_split(sorted({s.individual for s in samples}), settings,
+    left_out, _ = fast_split(sorted({s.individual for s in samples}), settings,
                               random.Random(args.seed))  # fmt: skip
     trained = [i for i, s in enumerate(samples) if s.individual not in set(left_out)]
     rows: list[dict] = []
@@ -202,7 +200,7 @@ def main() -> None:
             print(name, {m: s.get(m) for m in METRICS}, flush=True)
     name = args.name or f"probe_{Path(args.data).name}"
     sheet = args.sheet or args.work / f"failed_queries_{Path(args.data).name}.png"
-    failure_sheet(samples, first_avg, label_col, settings, sheet)
+    failure_sheet(samples, first_avg, label_col, left_out, settings, sheet)
     n_left = len(left_out)
     md = [
         f"Frozen `{cfg.model.backbone}` ({cfg.model.pretrained} weights) features on "

@@ -157,7 +157,7 @@ def run_loio(
     enroll, query = split_enroll_query(samples, settings.enroll_fraction)
     ev = _EvalSet(samples, cfg.data.label_column, enroll, query)
     if settings.mode == "fast":
-        left_out, ks = _fast_split(individuals, settings, rng)
+        left_out, ks = fast_split(individuals, settings, rng)
     else:
         left_out = []
         ks = individuals if settings.folds is None else sorted(
@@ -214,10 +214,11 @@ def run_loio(
     }
 
 
-def _fast_split(
+def fast_split(
     individuals: list[str], settings: LoioSettings, rng: random.Random
 ) -> tuple[list[str], list[str]]:
-    """Fast mode: (individuals left out of training, the folds k among them), seeded."""
+    """Fast mode: (individuals left out of training, the folds k among them), seeded by ``rng``;
+    the split `run_loio` and `score_vectors` use."""
     shuffled = individuals[:]
     rng.shuffle(shuffled)
     n_out = min(len(shuffled) - 2, max(2, round(len(shuffled) * settings.test_fraction)))
@@ -250,7 +251,7 @@ def score_vectors(
                 f"({len(samples)} rows)."
             )
     individuals = sorted({s.individual for s in samples})
-    left_out, ks = _fast_split(individuals, settings, random.Random(settings.seed))
+    left_out, ks = fast_split(individuals, settings, random.Random(settings.seed))
     if len(left_out) < 3:  # k, and at least two others in the gallery
         raise ReIDError(
             f"{len(left_out)} of {len(individuals)} individuals are left out; the never-trained "
