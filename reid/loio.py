@@ -96,14 +96,16 @@ class _Fold:
 
 
 class _Features(nn.Module):
-    """A ReIDModel's L2-normalised pooled backbone features as its "embedding"."""
+    """A ReIDModel's pooled backbone features (L2-normalised unless ``normalise`` is False) as
+    its "embedding"."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, normalise: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.normalise = model, normalise
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = F.normalize(self.model.features(x).float(), dim=1)
+        f = self.model.features(x).float()
+        f = F.normalize(f, dim=1) if self.normalise else f
         return f, f[:, :0]
 
 
@@ -172,8 +174,9 @@ def run_loio(
     acc = {name: _Accumulator() for name in SCENARIOS}
     if settings.mode == "fast":
         rows = range(len(samples)) if all_photos else enroll
-        train_set = [samples[i] for i in rows if samples[i].individual in set(trained_ids)]
-        methods = [_frozen(cfg, paths)] if settings.baselines else []
+        train_rows = [i for i in rows if samples[i].individual in set(trained_ids)]
+        train_set = [samples[i] for i in train_rows]
+        methods = _frozen(cfg, paths, train_rows, ev.labels) if settings.baselines else []
         methods += _trained_methods(cfg, train_set, paths, work, settings, timings, log, progress)
         for k in ks:
             trained_fold = ev.fold(k, trained_ids)
@@ -187,7 +190,7 @@ def run_loio(
                 if m.criterion == "similarity" and len(left_out) > 2:
                     _score_fold(m, new_fold, ev, settings, acc[SCENARIOS[1]])
     else:
-        frozen = _frozen(cfg, paths) if settings.baselines else None
+        frozen = _frozen(cfg, paths)[0] if settings.baselines else None
         for n, k in enumerate(ks, 1):
             log(f"fold {n}/{len(ks)}: retraining without {k}")
             others = [i for i in individuals if i != k]
@@ -366,19 +369,35 @@ def _trained_methods(
     return out
 
 
-def _frozen(cfg: Config, paths: list[Path]) -> _Method:
+def _frozen(
+    cfg: Config, paths: list[Path], train_rows: Sequence[int] = (), labels: np.ndarray | None = None
+) -> list[_Method]:
+    """The frozen pretrained backbone's pooled features; with model.whitening=learned (and
+    ``train_rows``), also those features whitened as ours is, fitted on the same training photos'
+    ``labels``: what the whitening alone gives, without any fine-tuning."""
     from reid.model import build_model
+    from reid.whiten import fit_whitening
 
     model = build_model(cfg, 1).eval()
     loaded = LoadedModel(model, ["-"], cfg, "frozen", Path("."), {})
-    res = Embedder(_features_of(loaded)).embed_paths(paths, progress=False)
+    res = Embedder(_features_of(loaded, normalise=False)).embed_paths(paths, progress=False)
     _check_all_embedded(res, paths)
-    return _Method("frozen backbone", "similarity", res.embeddings)
+    methods = [_Method("frozen backbone", "similarity", _unit(res.embeddings))]
+    if cfg.model.whitening == "learned" and len(train_rows) and labels is not None:
+        rows = list(train_rows)
+        w = fit_whitening(res.embeddings[rows], labels[rows], cfg.model.embedding_dim,
+                          cfg.model.whitening_shrinkage)  # fmt: skip
+        methods.append(_Method("frozen + whitening", "similarity", _unit(w.apply(res.embeddings))))
+    return methods
 
 
-def _features_of(loaded: LoadedModel) -> LoadedModel:
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+def _features_of(loaded: LoadedModel, normalise: bool = True) -> LoadedModel:
     model = loaded.model
-    return LoadedModel(_Features(model).eval(), loaded.classes, loaded.config,
+    return LoadedModel(_Features(model, normalise).eval(), loaded.classes, loaded.config,
                        loaded.fingerprint + "-features", loaded.path, {})  # fmt: skip
 
 

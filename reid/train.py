@@ -35,7 +35,7 @@ from reid.data import Sample, load_images, split_by_sighting, split_category_by_
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
 from reid.losses import ReIDLoss, build_loss
-from reid.model import ReIDModel, build_model
+from reid.model import ReIDModel, ReIDOutput, build_model
 
 
 @dataclass
@@ -113,6 +113,8 @@ def train(
         f"photos (split by {'sighting' if cfg.data.label_column == 'individual' else 'individual'}"
         f"); device {device}"
     )
+    if cfg.train.head_init == "whitening" and not resume:
+        _probe_heads(model, loss_fn, cfg, data, device, progress, log)
     state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
     resumed = _Resume(out_dir / LAST_NAME, cfg, data.fingerprint)
     first_epoch = resumed.restore(model, loss_fn, optimizer, state, log) if resume else 1
@@ -153,11 +155,7 @@ def train(
                     "holdout_individuals": data.holdout,
                 },
             )
-            try:  # a speed-up only: matching falls back to model.pt without it
-                save_scripted(model, cfg.data.input_size, fp, out_dir / SCRIPTED_NAME)
-            except Exception as exc:  # noqa: BLE001 - tracing failures come in many types
-                (out_dir / SCRIPTED_NAME).unlink(missing_ok=True)
-                log(f"no TorchScript copy ({type(exc).__name__}): matching will load model.pt")
+            _save_scripted(model, cfg, fp, out_dir, log)
         resumed.save(model, loss_fn, optimizer, state, epoch, data.classes)
         if state.should_stop():
             log(
@@ -165,6 +163,8 @@ def train(
                 f"for {state.patience} epochs"
             )
             break
+    if cfg.model.whitening == "learned":
+        _whiten_best(model, cfg, data, out_dir, device, progress, log)
     result = TrainResult(
         out_dir, out_dir / BEST_NAME, data.classes, epoch, state.best_epoch, state.best,
         len(data.train), len(data.val), data.num_skipped,
@@ -177,6 +177,93 @@ def train(
         )
     )
     return result
+
+
+def _save_scripted(
+    model: ReIDModel, cfg: Config, fp: str, out_dir: Path, log: Callable[[str], None]
+) -> None:
+    try:  # a speed-up only: matching falls back to model.pt without it
+        save_scripted(model, cfg.data.input_size, fp, out_dir / SCRIPTED_NAME)
+    except Exception as exc:  # noqa: BLE001 - tracing failures come in many types
+        (out_dir / SCRIPTED_NAME).unlink(missing_ok=True)
+        log(f"no TorchScript copy ({type(exc).__name__}): matching will load model.pt")
+
+
+@torch.no_grad()
+def pooled_features(
+    model: ReIDModel, images: Sequence[np.ndarray], device: torch.device, batch_size: int,
+    progress: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """(S, S, 3) uint8 photos -> (N, F) float32 pooled backbone features, eval mode."""
+    model.eval()
+    out = []
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="features", disable=not progress, leave=False, unit="batch"):
+        batch = to_tensor_batch(np.stack(images[start : start + batch_size])).to(device)
+        out.append(model.features(batch).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _whiten_best(
+    model: ReIDModel, cfg: Config, data: _Data, out_dir: Path, device: torch.device,
+    progress: bool, log: Callable[[str], None],
+) -> None:  # fmt: skip
+    """model.whitening=learned: the best checkpoint's embedding head becomes the learned
+    whitening of its pooled features, fitted on the (unaugmented) training photos."""
+    from reid.whiten import fit_whitening, install
+
+    payload = torch.load(out_dir / BEST_NAME, map_location="cpu", weights_only=True)
+    model.load_state_dict(payload["model_state"])
+    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
+    labels = [data.classes[i] for i in data.train.labels]
+    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
+    install(model, w)
+    keep = ("format", "config", "classes", "model_state", "fingerprint", "created_at")
+    extra = {k: v for k, v in payload.items() if k not in keep}
+    extra["whitening"] = {"photos": w.num_photos, "pairs": w.num_pairs, "rank": w.rank}
+    fp = save_checkpoint(out_dir / BEST_NAME, model, cfg, data.classes, extra=extra)
+    _save_scripted(model, cfg, fp, out_dir, log)
+    log(
+        f"embedding head: learned whitening of {feats.shape[1]} features to "
+        f"{cfg.model.embedding_dim}, fitted on {w.num_photos} training photos "
+        f"({w.num_pairs} same-identity pairs)"
+    )
+
+
+def _probe_heads(
+    model: ReIDModel, loss_fn: ReIDLoss, cfg: Config, data: _Data, device: torch.device,
+    progress: bool, log: Callable[[str], None], steps: int = 200,
+) -> None:  # fmt: skip
+    """train.head_init=whitening: the embedding head becomes the learned whitening of the
+    pretrained features of the (unaugmented) training photos; then the classifier and the
+    loss's own parameters learn on those fixed features (full batch, Adam)."""
+    from reid.whiten import fit_whitening, install
+
+    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
+    labels = [data.classes[i] for i in data.train.labels]
+    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
+    install(model, w, feats)
+    x = torch.from_numpy(feats).to(device)
+    y = torch.tensor(data.train.labels, device=device)
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(model.embedding(x).float(), dim=1)
+    opt = torch.optim.Adam(
+        [{"params": model.classifier.parameters(), "lr": 1e-3},  # Adam's usual rate
+         {"params": loss_fn.parameters(), "lr": cfg.loss.lr}],
+    )  # fmt: skip
+    first = last = None
+    for _ in range(steps):
+        loss = loss_fn(ReIDOutput(emb, model.classifier(x).float()), y)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        last = float(loss.detach())
+        first = last if first is None else first
+    log(
+        f"heads fitted on the pretrained features: whitening to {cfg.model.embedding_dim} "
+        f"dimensions; classifier and loss parameters: loss {first:.3f} -> {last:.3f} "
+        f"in {steps} steps"
+    )
 
 
 def _param_groups(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: Config) -> list[dict]:
@@ -413,6 +500,8 @@ class _Loop:
             pin_memory=self.device.type == "cuda",
         )
         self.model.train()
+        if self.cfg.train.freeze_bn_stats:
+            freeze_bn_stats(self.model.backbone)
         totals, n = {"loss": 0.0, "ce": 0.0, "metric": 0.0}, 0
         bar = tqdm(
             loader, desc=f"epoch {epoch}", disable=not self.progress, leave=False, unit="batch"
@@ -450,6 +539,15 @@ class _Loop:
             **{k: round(v / n, 4) for k, v in totals.items()},
             "accuracy": round(correct / n, 4),
         }
+
+
+def freeze_bn_stats(module: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics no longer
+    update; affine parameters still train); returns how many."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
 
 
 def _seed_worker_augment(worker_id: int) -> None:

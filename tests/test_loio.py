@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid.checkpoint import read_classes
+from reid.checkpoint import load_checkpoint, read_classes
 from reid.config import from_dict, to_dict
 from reid.data import Sample, read_dataset
 from reid.errors import ReIDError
@@ -229,3 +229,31 @@ def test_cli_benchmark_loio_writes_tables_and_roc(loio_manifest, tmp_path):
         assert (tmp_path / "o" / name).stat().st_size > 100
     bad = CliRunner().invoke(app, [*args[:-1], "--mode", "slow"])
     assert bad.exit_code == 1 and "mode 'slow' is unknown" in bad.output
+
+
+def test_with_learned_whitening_the_frozen_baseline_is_whitened_on_trained_animals_only(
+    tiny_cfg, loio_data, tmp_path, monkeypatch
+):
+    import reid.whiten
+
+    fitted: list[set] = []
+    real_fit = reid.whiten.fit_whitening
+
+    def spy(features, labels, dim, shrinkage=0.1):
+        fitted.append(set(labels))
+        return real_fit(features, labels, dim, shrinkage)
+
+    monkeypatch.setattr(reid.whiten, "fit_whitening", spy)
+    cfg = _quick(tiny_cfg)
+    cfg.model.whitening = "learned"
+    settings = LoioSettings(
+        mode="fast", test_fraction=0.5, train_photos="all", classifier_baseline=False
+    )
+    result = run_loio(loio_data, cfg, settings, tmp_path, log=lambda _: None)
+    trained, _ = read_classes(tmp_path / "ours")
+    summary = result["scenarios"]["never-trained gallery"]["summary"]
+    assert set(summary) == {"frozen backbone", "frozen + whitening", "ours"}
+    # once for the baseline, once at the end of training ours: never on a left-out animal
+    assert len(fitted) == 2 and all(labels <= set(trained) for labels in fitted)
+    assert set(result["folds"]).isdisjoint(trained)
+    assert "whitening" in load_checkpoint(tmp_path / "ours").extra

@@ -174,3 +174,34 @@ def test_backbone_lr_scale_gives_the_backbone_its_own_rate(tiny_cfg):
     n = sum(1 for _ in model.parameters())
     assert len(backbone["params"]) + len(heads["params"]) == n
     assert len(backbone["params"]) == sum(1 for _ in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_bn_stats_keeps_the_pretrained_statistics_while_weights_learn(
+    tiny_cfg, tiny_data, tmp_path, freeze
+):
+    from dataclasses import replace
+
+    import torch
+
+    from reid.checkpoint import load_checkpoint
+    from reid.data import read_dataset
+    from reid.model import build_model
+    from reid.train import train
+
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, epochs=1, freeze_bn_stats=freeze))
+    train(cfg, read_dataset(tiny_data), tmp_path / "run", progress=False, log=lambda _: None)
+    before = build_model(cfg, 1).backbone.state_dict()
+    after = load_checkpoint(tmp_path / "run").model.backbone.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in before if k.endswith("weight")]
+    assert stats and weights
+    stats_moved = sum(not torch.equal(before[k], after[k]) for k in stats)
+    assert any(not torch.equal(before[k], after[k]) for k in weights)  # it did train
+    if freeze:
+        assert stats_moved == 0
+    else:
+        assert stats_moved == len(stats)
+    # the heads' BatchNorm (the embedding's BNNeck) is not the backbone's: it always learns
+    head_bn = load_checkpoint(tmp_path / "run").model.embedding[1]
+    assert not torch.equal(head_bn.running_mean, torch.zeros_like(head_bn.running_mean))

@@ -1,0 +1,163 @@
+"""Learned whitening: it finds identity under large within-animal variation, carries over to
+identities it never saw, installs exactly into the embedding head, and refuses what it cannot
+fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reid.checkpoint import load_checkpoint
+from reid.errors import ReIDError
+from reid.whiten import fit_whitening, install
+
+
+def _animals(rng: np.random.Generator, n_ids: int, per: int, offset: int = 0):
+    """Features where identity is a modest signal in 8 dims and each photo adds strong
+    nuisance (pose, light) in 8 others, plus a large offset shared by every photo (the 'all
+    nyalas look alike' component): (n_ids * per, 16) features and their labels."""
+    ident = rng.normal(0, 1.0, (n_ids, 8))
+    x, y = [], []
+    for i in range(n_ids):
+        for _ in range(per):
+            nuisance = rng.normal(0, 3.0, 8)
+            x.append(np.concatenate([ident[i] + rng.normal(0, 0.15, 8), nuisance]) + 10.0)
+            y.append(f"id{offset + i}")
+    return np.array(x), np.array(y)
+
+
+def _rank1(feats: np.ndarray, labels: np.ndarray) -> float:
+    v = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    return float((labels[sims.argmax(1)] == labels).mean())
+
+
+def test_whitening_finds_identity_in_animals_it_never_saw():
+    rng = np.random.default_rng(0)
+    x_train, y_train = _animals(rng, 30, 4)
+    x_new, y_new = _animals(rng, 20, 3, offset=100)  # never seen by the fit
+    w = fit_whitening(x_train, y_train, dim=8)
+    raw, whitened = _rank1(x_new, y_new), _rank1(w.apply(x_new), y_new)
+    assert raw < 0.3  # nuisance and the shared offset swamp identity in plain cosine
+    assert whitened > 0.85
+    assert w.num_pairs == 30 * 6 and w.rank == 16 and w.projection.shape == (16, 8)
+
+
+def test_shrinkage_is_what_keeps_few_photos_from_blowing_up_noise():
+    rng = np.random.default_rng(1)
+    x, y = _animals(rng, 8, 2)  # 8 pairs for a 16-d scatter: singular without shrinkage
+    w = fit_whitening(x, y, dim=4, shrinkage=0.1)
+    assert np.isfinite(w.projection).all()
+    with pytest.raises(ReIDError, match="shrinkage must be positive"):
+        fit_whitening(x, y, dim=4, shrinkage=0.0)
+
+
+def test_dimensions_beyond_what_the_photos_span_are_zero():
+    rng = np.random.default_rng(2)
+    x, y = _animals(rng, 3, 2)  # 6 photos span at most 5 dimensions once centred
+    w = fit_whitening(x, y, dim=8)
+    assert w.rank == 5
+    assert np.abs(w.projection[:, 5:]).max() == 0
+    assert np.abs(w.projection[:, :5]).min(0).max() > 0
+
+
+def test_whitening_refuses_what_it_cannot_fit():
+    x = np.random.default_rng(3).normal(size=(5, 8))
+    with pytest.raises(ReIDError, match="2 or more photos"):
+        fit_whitening(x, ["a", "b", "c", "d", "e"], dim=4)  # no animal photographed twice
+    with pytest.raises(ReIDError, match="one feature row per label"):
+        fit_whitening(x, ["a", "a"], dim=4)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ReIDError, match="non-finite"):
+        fit_whitening(bad, ["a", "a", "b", "b", "c"], dim=4)
+
+
+def test_installed_head_computes_the_whitening_exactly(tiny_cfg):
+    from reid.model import build_model
+
+    model = build_model(tiny_cfg, 3).eval()
+    images = torch.rand(12, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.features(images).numpy()
+    w = fit_whitening(feats, np.repeat(["a", "b", "c"], 4), dim=tiny_cfg.model.embedding_dim)
+    install(model, w)
+    with torch.no_grad():
+        emb = model(images).embeddings.numpy()
+    expected = F.normalize(torch.from_numpy(w.apply(feats)), dim=1).numpy()
+    np.testing.assert_allclose(emb, expected, atol=1e-4)
+    narrow = fit_whitening(feats, np.repeat(["a", "b", "c"], 4), dim=8)
+    with pytest.raises(ReIDError, match="embedding head maps"):
+        install(model, narrow)
+
+
+def test_training_with_learned_whitening_saves_it_in_the_checkpoint(tiny_cfg, tiny_data, tmp_path):
+    from reid.config import from_dict, to_dict
+    from reid.data import read_dataset
+    from reid.embed import Embedder
+    from reid.train import train
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.model.whitening = "learned"
+    samples = read_dataset(tiny_data)
+    logs: list[str] = []
+    result = train(cfg, samples, tmp_path / "run", progress=False, log=logs.append)
+    assert any("learned whitening" in m for m in logs)
+    loaded = load_checkpoint(result.run_dir)
+    info = loaded.extra["whitening"]
+    assert info["photos"] == result.num_train and info["pairs"] > 0
+    # the saved head computes the whitening of the pooled features: the embedding of a photo
+    # equals its centred features times the installed projection, normalised
+    model = loaded.model
+    images = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.features(images)
+        lin, bn = model.embedding[0], model.embedding[1]
+        expected = F.normalize(feats @ lin.weight.T - bn.running_mean, dim=1)
+        assert torch.allclose(model(images).embeddings, expected, atol=1e-4)
+    # the TorchScript copy was rewritten with it: both give the same embeddings
+    scripted = Embedder.from_run(result.run_dir)
+    assert isinstance(scripted.loaded.model, torch.jit.ScriptModule)
+    plain = Embedder(loaded)
+    arr = (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8)
+    np.testing.assert_allclose(scripted.embed_arrays(arr)[0], plain.embed_arrays(arr)[0], atol=1e-4)
+    assert scripted.fingerprint == plain.fingerprint
+
+
+def test_installed_with_features_the_head_gives_the_same_vectors_in_training_mode(tiny_cfg):
+    from reid.model import build_model
+
+    model = build_model(tiny_cfg, 3).eval()
+    images = torch.rand(24, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.features(images)
+    w = fit_whitening(feats.numpy(), np.repeat(list("abcdef"), 4), tiny_cfg.model.embedding_dim)
+    install(model, w, feats.numpy())
+    with torch.no_grad():
+        evaluated = model.embedding(feats)
+        model.embedding.train()  # standardises each dimension by the batch, then rescales
+        trained = model.embedding(feats)
+    np.testing.assert_allclose(evaluated.numpy(), w.apply(feats.numpy()), atol=1e-4)
+    # the batch here is the fitting set: training mode gives the same vectors (up to eps)
+    np.testing.assert_allclose(trained.numpy(), evaluated.numpy(), rtol=1e-3, atol=1e-3)
+    install(model, w)  # without features: the plain exact form, whose training mode differs
+    with torch.no_grad():
+        assert not torch.allclose(model.embedding(feats), evaluated, atol=1e-2)
+
+
+def test_head_init_whitening_fits_the_heads_before_fine_tuning(tiny_cfg, tiny_data, tmp_path):
+    from reid.config import from_dict, to_dict
+    from reid.data import read_dataset
+    from reid.train import train
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.train.head_init = "whitening"
+    cfg.train.epochs = 1
+    logs: list[str] = []
+    train(cfg, read_dataset(tiny_data), tmp_path / "run", progress=False, log=logs.append)
+    line = next(m for m in logs if m.startswith("heads fitted"))
+    first, last = (float(v) for v in line.split("loss ")[-1].split(" in")[0].split(" -> "))
+    assert last < 0.9 * first  # the classifier and ArcFace centres learned on fixed features
