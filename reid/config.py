@@ -76,8 +76,8 @@ class ModelConfig:
     # "learned": when training ends, the embedding head becomes the learned discriminative
     # whitening of the pooled features (reid/whiten.py), fitted on the training photos: what
     # varies between photos of one animal is damped, what separates animals kept. It carries
-    # over to animals the model never saw better than a trained head (nyala, frozen features,
-    # three splits: AUROC +0.05 to +0.09, rank-1 unchanged within noise); "none": the trained head.
+    # over to animals the model never saw (nyala, frozen features, three splits: AUROC +0.05 to
+    # +0.09 over the raw features, rank-1 unchanged within noise); "none": the trained head.
     whitening: str = "none"
     whitening_shrinkage: float = 0.1  # regularises the within-animal scatter (few photos each)
 
@@ -154,7 +154,11 @@ class Config:
                 self.model.whitening in ("none", "learned"),
                 "one of none, learned",
             ),  # fmt: skip
-            ("model.whitening_shrinkage", self.model.whitening_shrinkage > 0, "positive"),
+            (
+                "model.whitening_shrinkage",
+                0 < self.model.whitening_shrinkage < float("inf"),
+                "a positive number",
+            ),  # fmt: skip
             (
                 "train.head_init",
                 self.train.head_init in ("random", "whitening"),

@@ -346,6 +346,8 @@ def _trained_methods(
     if settings.baselines and settings.classifier_baseline:
         ce_only = from_dict(to_dict(cfg))
         ce_only.loss.metric_weight = 0.0
+        # the study's classifier as it was: no whitened head, no linear probe
+        ce_only.model.whitening, ce_only.train.head_init = "none", "random"
         variants.append(("classifier", ce_only))
     out = []
     for name, c in variants:

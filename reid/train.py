@@ -30,7 +30,7 @@ from reid.checkpoint import (
     save_checkpoint,
     save_scripted,
 )
-from reid.config import Config, save_config, to_dict
+from reid.config import Config, from_dict, save_config, to_dict
 from reid.data import Sample, load_images, split_by_sighting, split_category_by_individual
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
@@ -113,6 +113,14 @@ def train(
         f"photos (split by {'sighting' if cfg.data.label_column == 'individual' else 'individual'}"
         f"); device {device}"
     )
+    if cfg.model.whitening == "learned" or cfg.train.head_init == "whitening":
+        counts = np.bincount(data.train.labels, minlength=len(data.classes))
+        if counts.max(initial=0) < 2:
+            raise ReIDError(
+                "model.whitening=learned and train.head_init=whitening learn what varies between "
+                "photos of one animal, but no animal has 2 training photos: add photos or "
+                "turn them off."
+            )
     if cfg.train.head_init == "whitening" and not resume:
         _probe_heads(model, loss_fn, cfg, data, device, progress, log)
     state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
@@ -201,7 +209,7 @@ def pooled_features(
     for start in tqdm(starts, desc="features", disable=not progress, leave=False, unit="batch"):
         batch = to_tensor_batch(np.stack(images[start : start + batch_size])).to(device)
         out.append(model.features(batch).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.classifier.in_features), np.float32)
 
 
 def _whiten_best(
@@ -213,12 +221,16 @@ def _whiten_best(
     from reid.whiten import fit_whitening, install
 
     payload = torch.load(out_dir / BEST_NAME, map_location="cpu", weights_only=True)
+    if "whitening" in payload:  # a resumed run whose best epoch was whitened already: keep it
+        return  # (refitting could change its fingerprint and orphan galleries enrolled with it)
     model.load_state_dict(payload["model_state"])
     feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
     labels = [data.classes[i] for i in data.train.labels]
     w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
     install(model, w)
-    keep = ("format", "config", "classes", "model_state", "fingerprint", "created_at")
+    # loss_state (ArcFace centres) belonged to the replaced head; val was measured with it
+    keep = ("format", "config", "classes", "model_state", "fingerprint", "created_at",
+            "loss_state", "val")  # fmt: skip
     extra = {k: v for k, v in payload.items() if k not in keep}
     extra["whitening"] = {"photos": w.num_photos, "pairs": w.num_pairs, "rank": w.rank}
     fp = save_checkpoint(out_dir / BEST_NAME, model, cfg, data.classes, extra=extra)
@@ -251,9 +263,14 @@ def _probe_heads(
         [{"params": model.classifier.parameters(), "lr": 1e-3},  # Adam's usual rate
          {"params": loss_fn.parameters(), "lr": cfg.loss.lr}],
     )  # fmt: skip
+    has_params = any(True for _ in loss_fn.parameters())
     first = last = None
     for _ in range(steps):
-        loss = loss_fn(ReIDOutput(emb, model.classifier(x).float()), y)["loss"]
+        logits = model.classifier(x).float()
+        if has_params:  # ArcFace centres learn on the fixed embeddings
+            loss = loss_fn(ReIDOutput(emb, logits), y)["loss"]
+        else:  # triplet: a constant on fixed embeddings, and its miner over N photos is N^3
+            loss = loss_fn.ce(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -431,7 +448,11 @@ class _Resume:
         return saved["epoch"] + 1
 
     def _check(self, saved: dict) -> None:
-        old, new = dict(saved.get("config", {})), to_dict(self.cfg)
+        try:  # keys added since that run was saved take their defaults (the old behaviour)
+            old = to_dict(from_dict(saved.get("config", {})))
+        except ReIDError:
+            old = dict(saved.get("config", {}))
+        new = to_dict(self.cfg)
         old.get("train", {}).pop("epochs", None)
         new["train"].pop("epochs")
         changed = [

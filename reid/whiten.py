@@ -5,12 +5,12 @@ human annotation"): from labelled photos, whiten the features by the scatter of 
 between photos of the *same* individual (what varies with pose, light and background), then
 rotate so the remaining axes are ordered by how much they separate *different* individuals, and
 keep the first ``dim``. It is a closed-form linear map, fitted in seconds from a few hundred
-photos, and it carries over to individuals it never saw far better than a projection learned
-by gradient descent on the same photos. On nyala antelopes the model never trained on (three
-LOIO splits), whitening the frozen ImageNet features raised AUROC 0.52 -> 0.61, 0.52 -> 0.57
-and 0.49 -> 0.55 and mAP by 0.019, 0.016 and 0.000, while rank-1 moved +0.03, -0.02 and -0.02
-(a few of ~250 queries: noise); linear heads trained with triplet, ArcFace or supervised-
-contrastive losses lost ground (benchmarks/results/loio_nyala_fast_lpft*.md, probe_nyala.md).
+photos. On nyala antelopes the model never trained on (three LOIO splits), whitening the frozen
+ImageNet features raised AUROC 0.52 -> 0.61, 0.52 -> 0.57 and 0.49 -> 0.55 and mAP by 0.019,
+0.016 and 0.000, while rank-1 moved +0.03, -0.02 and -0.02 (a few of ~250 queries: noise)
+(benchmarks/results/loio_nyala_fast_lpft*.md); linear heads trained by gradient descent with
+triplet, ArcFace or supervised-contrastive losses on the same features did not beat the frozen
+features (benchmarks/results/probe_nyala.md).
 
 ``fit_whitening(features, labels, dim)`` -> :class:`Whitening`; ``install(model, whitening)``
 writes it into a :class:`~reid.model.ReIDModel`'s embedding head (its Linear and BatchNorm
@@ -19,6 +19,7 @@ layers), so checkpoints, the TorchScript copy, galleries and every caller use it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ class Whitening:
     projection: np.ndarray  # (F, D) float32: embedding = (features - mean) @ projection
     num_photos: int
     num_pairs: int  # photo pairs of one identity the within-identity scatter was measured on
-    rank: int  # dimensions the training features span (D columns beyond it are zero)
+    rank: int  # dimensions the training features span (columns past min(rank, D) are zero)
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         """(N, F) -> (N, D) whitened, not normalised."""
@@ -61,8 +62,8 @@ def fit_whitening(
         )
     if not np.isfinite(x).all():
         raise ReIDError("Whitening got non-finite features: the model produced NaN or inf.")
-    if not 0 < shrinkage:
-        raise ReIDError(f"Whitening shrinkage must be positive; got {shrinkage}.")
+    if not (math.isfinite(shrinkage) and shrinkage > 0):
+        raise ReIDError(f"Whitening shrinkage must be a positive number; got {shrinkage}.")
     mean = x.mean(0)
     z = x - mean
     # the span of the training features: all the whitening can learn about (N is often < F)
@@ -85,6 +86,11 @@ def fit_whitening(
         raise ReIDError(
             "Whitening needs at least one identity with 2 or more photos (it learns what "
             f"varies between photos of one animal); the {len(y)} training photos have none."
+        )
+    if np.trace(scatter) <= 0:
+        raise ReIDError(
+            "Whitening found no difference at all between photos of the same animal (are the "
+            "photos duplicates?): it needs different photos of each animal."
         )
     scatter /= pairs
     r = scatter.shape[0]

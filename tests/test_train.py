@@ -205,3 +205,19 @@ def test_freeze_bn_stats_keeps_the_pretrained_statistics_while_weights_learn(
     # the heads' BatchNorm (the embedding's BNNeck) is not the backbone's: it always learns
     head_bn = load_checkpoint(tmp_path / "run").model.embedding[1]
     assert not torch.equal(head_bn.running_mean, torch.zeros_like(head_bn.running_mean))
+
+
+def test_a_run_saved_before_newer_config_keys_still_resumes(tiny_cfg, tiny_data, tmp_path):
+    import torch
+
+    from reid.data import read_dataset
+    from reid.train import train
+
+    samples = read_dataset(tiny_data)
+    train(tiny_cfg, samples, tmp_path / "run", progress=False, log=lambda _: None)
+    last = tmp_path / "run" / "last.pt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    for section, key in (("model", "whitening"), ("train", "freeze_bn_stats")):
+        del saved["config"][section][key]  # as written by a version without these options
+    torch.save(saved, last)
+    train(tiny_cfg, samples, tmp_path / "run", resume=True, progress=False, log=lambda _: None)

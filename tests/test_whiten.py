@@ -46,12 +46,12 @@ def test_whitening_finds_identity_in_animals_it_never_saw():
     assert w.num_pairs == 30 * 6 and w.rank == 16 and w.projection.shape == (16, 8)
 
 
-def test_shrinkage_is_what_keeps_few_photos_from_blowing_up_noise():
+def test_few_photos_per_animal_still_give_a_finite_fit_and_shrinkage_is_checked():
     rng = np.random.default_rng(1)
     x, y = _animals(rng, 8, 2)  # 8 pairs for a 16-d scatter: singular without shrinkage
     w = fit_whitening(x, y, dim=4, shrinkage=0.1)
     assert np.isfinite(w.projection).all()
-    with pytest.raises(ReIDError, match="shrinkage must be positive"):
+    with pytest.raises(ReIDError, match="shrinkage must be a positive number"):
         fit_whitening(x, y, dim=4, shrinkage=0.0)
 
 
@@ -61,7 +61,7 @@ def test_dimensions_beyond_what_the_photos_span_are_zero():
     w = fit_whitening(x, y, dim=8)
     assert w.rank == 5
     assert np.abs(w.projection[:, 5:]).max() == 0
-    assert np.abs(w.projection[:, :5]).min(0).max() > 0
+    assert np.abs(w.projection[:, :5]).max(0).min() > 0  # every spanned column is used
 
 
 def test_whitening_refuses_what_it_cannot_fit():
@@ -70,6 +70,9 @@ def test_whitening_refuses_what_it_cannot_fit():
         fit_whitening(x, ["a", "b", "c", "d", "e"], dim=4)  # no animal photographed twice
     with pytest.raises(ReIDError, match="one feature row per label"):
         fit_whitening(x, ["a", "a"], dim=4)
+    twins = np.repeat(x[:3], 2, axis=0)  # each animal's two photos are the same file
+    with pytest.raises(ReIDError, match="duplicates"):
+        fit_whitening(twins, ["a", "a", "b", "b", "c", "c"], dim=4)
     bad = x.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ReIDError, match="non-finite"):
@@ -161,3 +164,50 @@ def test_head_init_whitening_fits_the_heads_before_fine_tuning(tiny_cfg, tiny_da
     line = next(m for m in logs if m.startswith("heads fitted"))
     first, last = (float(v) for v in line.split("loss ")[-1].split(" in")[0].split(" -> "))
     assert last < 0.9 * first  # the classifier and ArcFace centres learned on fixed features
+
+
+def test_resuming_a_finished_whitened_run_keeps_its_model(tiny_cfg, tiny_data, tmp_path):
+    from reid.config import from_dict, to_dict
+    from reid.data import read_dataset
+    from reid.train import train
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.model.whitening = "learned"
+    cfg.train.epochs = 1
+    samples = read_dataset(tiny_data)
+    train(cfg, samples, tmp_path / "run", progress=False, log=lambda _: None)
+    before = load_checkpoint(tmp_path / "run").fingerprint
+    logs: list[str] = []
+    train(cfg, samples, tmp_path / "run", resume=True, progress=False, log=logs.append)
+    # nothing left to train: the whitened model (and galleries enrolled with it) stay valid
+    assert load_checkpoint(tmp_path / "run").fingerprint == before
+    assert not any("learned whitening" in m for m in logs)
+
+
+def test_head_init_with_a_triplet_loss_fits_the_classifier_alone(tiny_cfg, tiny_data, tmp_path):
+    from reid.config import from_dict, to_dict
+    from reid.data import read_dataset
+    from reid.train import train
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.train.head_init, cfg.loss.metric, cfg.train.epochs = "whitening", "triplet", 1
+    logs: list[str] = []
+    train(cfg, read_dataset(tiny_data), tmp_path / "run", progress=False, log=logs.append)
+    line = next(m for m in logs if m.startswith("heads fitted"))
+    first, last = (float(v) for v in line.split("loss ")[-1].split(" in")[0].split(" -> "))
+    assert last < 0.5 * first  # cross-entropy alone on fixed features falls fast
+
+
+def test_whitening_without_two_photos_of_any_animal_is_refused_before_training(
+    tiny_cfg, tiny_data, tmp_path
+):
+    from reid.config import from_dict, to_dict
+    from reid.data import read_dataset
+    from reid.train import train
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.model.whitening, cfg.data.val_fraction = "learned", 0.0
+    one_each = list({s.individual: s for s in read_dataset(tiny_data)}.values())
+    with pytest.raises(ReIDError, match="no animal has 2 training photos"):
+        train(cfg, one_each, tmp_path / "run", progress=False, log=lambda _: None)
+    assert not (tmp_path / "run" / "model.pt").exists()
