@@ -107,7 +107,9 @@ class TrainConfig:
     # training; their scales and shifts still learn). Batches of a few heavily augmented photos
     # otherwise overwrite within one epoch the statistics that clean photos are embedded with:
     # on nyala, after 4 epochs at 1/20 lr, putting back the pretrained statistics alone raised
-    # never-trained mAP 0.11 -> 0.13 (whitened grid features).
+    # never-trained mAP 0.11 -> 0.13 (whitened grid features). Only with a small backbone
+    # rate (lr * backbone_lr_scale; 5e-5 there): without per-batch re-normalisation a backbone
+    # at 1e-3 stopped learning altogether (synthetic salamanders: train CE stuck at ~4.2).
     freeze_bn_stats: bool = False
     # "whitening": before fine-tuning, the embedding head starts as the learned whitening of
     # the pretrained features and the classifier and loss parameters (ArcFace centres) are fitted

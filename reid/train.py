@@ -121,6 +121,13 @@ def train(
                 "photos of one animal, but no animal has 2 training photos: add photos or "
                 "turn them off."
             )
+    backbone_lr = cfg.train.lr * cfg.train.backbone_lr_scale
+    if cfg.train.freeze_bn_stats and backbone_lr > 1e-4:
+        log(
+            f"warning: train.freeze_bn_stats with a backbone learning rate of {backbone_lr:g}: "
+            "without BatchNorm re-normalising each batch, training at 1e-3 did not learn at all "
+            "on synthetic salamanders; lower train.lr or train.backbone_lr_scale (5e-5 worked)"
+        )
     if cfg.train.head_init == "whitening" and not resume:
         _probe_heads(model, loss_fn, cfg, data, device, progress, log)
     state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
