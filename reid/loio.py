@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from gallery.openset import loo_trials, threshold_for_fmr
+from gallery.openset import l2_normalize, loo_trials, threshold_for_fmr
 from reid.checkpoint import LoadedModel, load_checkpoint
 from reid.config import Config, from_dict, to_dict
 from reid.data import Sample
@@ -265,9 +265,7 @@ def score_vectors(
     acc = _Accumulator()
     for name, v in vectors.items():
         v = v.astype(np.float32)
-        method = _Method(
-            name, "similarity", v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
-        )
+        method = _Method(name, "similarity", l2_normalize(v)[0])
         for k in ks:
             _score_fold(method, ev.fold(k, left_out), ev, settings, acc)
     return acc.result()
@@ -384,17 +382,14 @@ def _frozen(
     loaded = LoadedModel(model, ["-"], cfg, "frozen", Path("."), {})
     res = Embedder(_features_of(loaded, normalise=False)).embed_paths(paths, progress=False)
     _check_all_embedded(res, paths)
-    methods = [_Method("frozen backbone", "similarity", _unit(res.embeddings))]
+    methods = [_Method("frozen backbone", "similarity", l2_normalize(res.embeddings)[0])]
     if cfg.model.whitening == "learned" and len(train_rows) and labels is not None:
         rows = list(train_rows)
         w = fit_whitening(res.embeddings[rows], labels[rows], cfg.model.embedding_dim,
                           cfg.model.whitening_shrinkage)  # fmt: skip
-        methods.append(_Method("frozen + whitening", "similarity", _unit(w.apply(res.embeddings))))
+        whitened = l2_normalize(w.apply(res.embeddings))[0]
+        methods.append(_Method("frozen + whitening", "similarity", whitened))
     return methods
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def _features_of(loaded: LoadedModel, normalise: bool = True) -> LoadedModel:

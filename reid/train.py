@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
 from reid.losses import ReIDLoss, build_loss
 from reid.model import ReIDModel, ReIDOutput, build_model
+
+if TYPE_CHECKING:  # reid.whiten is imported only by runs that use it
+    from reid.whiten import Whitening
 
 
 @dataclass
@@ -219,21 +223,32 @@ def pooled_features(
     return np.concatenate(out) if out else np.zeros((0, model.classifier.in_features), np.float32)
 
 
+def _fit_whitening(
+    model: ReIDModel, cfg: Config, data: _Data, device: torch.device, progress: bool
+) -> tuple[np.ndarray, Whitening]:
+    """Pooled features (N, F) of the unaugmented training photos, and the learned whitening
+    fitted on them with their identities."""
+    from reid.whiten import fit_whitening
+
+    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
+    labels = [data.classes[i] for i in data.train.labels]
+    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
+    return feats, w
+
+
 def _whiten_best(
     model: ReIDModel, cfg: Config, data: _Data, out_dir: Path, device: torch.device,
     progress: bool, log: Callable[[str], None],
 ) -> None:  # fmt: skip
     """model.whitening=learned: the best checkpoint's embedding head becomes the learned
     whitening of its pooled features, fitted on the (unaugmented) training photos."""
-    from reid.whiten import fit_whitening, install
+    from reid.whiten import install
 
     payload = torch.load(out_dir / BEST_NAME, map_location="cpu", weights_only=True)
     if "whitening" in payload:  # a resumed run whose best epoch was whitened already: keep it
         return  # (refitting could change its fingerprint and orphan galleries enrolled with it)
     model.load_state_dict(payload["model_state"])
-    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
-    labels = [data.classes[i] for i in data.train.labels]
-    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
+    feats, w = _fit_whitening(model, cfg, data, device, progress)
     install(model, w)
     # loss_state (ArcFace centres) belonged to the replaced head; val was measured with it
     keep = ("format", "config", "classes", "model_state", "fingerprint", "created_at",
@@ -256,11 +271,9 @@ def _probe_heads(
     """train.head_init=whitening: the embedding head becomes the learned whitening of the
     pretrained features of the (unaugmented) training photos; then the classifier and the
     loss's own parameters learn on those fixed features (full batch, Adam)."""
-    from reid.whiten import fit_whitening, install
+    from reid.whiten import install
 
-    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
-    labels = [data.classes[i] for i in data.train.labels]
-    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
+    feats, w = _fit_whitening(model, cfg, data, device, progress)
     install(model, w, feats)
     x = torch.from_numpy(feats).to(device)
     y = torch.tensor(data.train.labels, device=device)
