@@ -56,6 +56,7 @@ from reid.metrics import openset_metrics, softmax_openset_metrics
 from reid.train import train
 
 MODES = ("fast", "retrain")
+REFERENCE = "frozen backbone"  # the baseline every other method is paired with
 HEADLINE = ("auroc", "pooled_tpr_at_fmr_1", "pooled_tpr_at_fmr_5", "oscr", "rank1", "rank5", "map",
             "baks", "baus", "baks_baus_gmean")  # fmt: skip
 
@@ -309,6 +310,9 @@ class _Accumulator:
     def __init__(self) -> None:
         self.per_fold: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.pooled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        # method -> known query row -> its top-1 hit in each fold it was queried in
+        self.hits: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+        self.animal_of: dict[int, str] = {}  # known query row -> its animal (bootstrap cluster)
 
     def result(self) -> dict[str, Any]:
         conditions = sorted({c for rows in self.per_fold.values() for r in rows
@@ -333,7 +337,65 @@ class _Accumulator:
                 for name, rows in self.per_fold.items()
             },  # fmt: skip
             "roc": {name: _pooled_roc(parts) for name, parts in self.pooled.items()},
+            "paired": self.paired(),
         }
+
+    def paired(self, reference: str = REFERENCE) -> dict[str, dict[str, Any]]:
+        """Each similarity method minus ``reference`` on the same queries and folds: rank-1
+        (per known query, its hit rate over the folds; bootstrap over animals, as one animal's
+        photos are not independent) and AUROC (per fold; bootstrap over folds), each with a
+        95 % interval. Empty without the reference."""
+        if reference not in self.hits:
+            return {}
+        ref_auroc = {r["k"]: r.get("auroc") for r in self.per_fold[reference]}
+        out = {}
+        for name, hits in self.hits.items():
+            if name == reference:
+                continue
+            rows = sorted(set(hits) & set(self.hits[reference]))
+            diff = np.array([np.mean(hits[q]) - np.mean(self.hits[reference][q]) for q in rows])
+            animals = [self.animal_of[q] for q in rows]
+            folds = [(r.get("auroc"), ref_auroc.get(r["k"])) for r in self.per_fold[name]]
+            auroc = np.array([a - b for a, b in folds if a is not None and b is not None])
+            out[name] = {
+                "reference": reference,
+                "rank1_diff": _round(diff.mean()) if len(diff) else None,
+                "rank1_ci95": paired_bootstrap_ci(diff, animals),
+                "num_known_queries": len(rows),
+                "num_query_animals": len(set(animals)),
+                "auroc_diff": _round(auroc.mean()) if len(auroc) else None,
+                "auroc_ci95": paired_bootstrap_ci(auroc, range(len(auroc))),
+                "num_folds": len(auroc),
+            }
+        return out
+
+
+def paired_bootstrap_ci(
+    diffs: np.ndarray,
+    clusters: Sequence[Any],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> list[float] | None:
+    """Percentile bootstrap interval of the mean of paired differences ``diffs`` (N,),
+    resampling whole ``clusters`` (N labels: photos of one animal move together). None for
+    fewer than 2 clusters. Seeded: the same inputs give the same interval."""
+    diffs = np.asarray(diffs, dtype=float)
+    ids = np.unique(np.asarray(list(clusters), dtype=object), return_inverse=True)[1]
+    n = int(ids.max()) + 1 if len(ids) else 0
+    if n < 2:
+        return None
+    sums = np.bincount(ids, weights=diffs, minlength=n)
+    counts = np.bincount(ids, minlength=n).astype(float)
+    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
+    tail = (1 - confidence) / 2 * 100
+    return [_round(np.percentile(means, tail)), _round(np.percentile(means, 100 - tail))]
+
+
+def _round(x: float) -> float:
+    return round(float(x), 4)
 
 
 def _trained_methods(
@@ -382,7 +444,7 @@ def _frozen(
     loaded = LoadedModel(model, ["-"], cfg, "frozen", Path("."), {})
     res = Embedder(_features_of(loaded, normalise=False)).embed_paths(paths, progress=False)
     _check_all_embedded(res, paths)
-    methods = [_Method("frozen backbone", "similarity", l2_normalize(res.embeddings)[0])]
+    methods = [_Method(REFERENCE, "similarity", l2_normalize(res.embeddings)[0])]
     if cfg.model.whitening == "learned" and len(train_rows) and labels is not None:
         rows = list(train_rows)
         w = fit_whitening(res.embeddings[rows], labels[rows], cfg.model.embedding_dim,
@@ -432,6 +494,12 @@ def _score_fold(
         threshold = threshold_for_fmr(impostors, settings.target_fmr)
         row = openset_metrics(sims, g_labels, q_labels, threshold=threshold)
         scores = sims.max(1)  # an individual's score is its best photo's
+        # the top photo's individual is the rank-1 one (its score is the best)
+        top1 = g_labels[sims.argmax(1)] == q_labels
+        for q, hit, known in zip(fold.queries, top1, np.isin(q_labels, g_labels), strict=True):
+            if known:
+                acc.hits[m.name][int(q)].append(bool(hit))
+                acc.animal_of[int(q)] = ev.animals[q]
         conditions = np.array([ev.samples[i].condition for i in fold.queries])
         for c in sorted(set(conditions) - {""}):
             keep = conditions == c
@@ -529,6 +597,36 @@ def _fmt(r: dict[str, Any], key: str) -> str:
     return f"{v:.3f}" + (f" ± {std:.3f}" if std and key in ("auroc", "rank1") else "")
 
 
+def _paired_lines(paired: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown: each method minus the reference, with its 95 % bootstrap interval."""
+    if not paired:
+        return []
+
+    def diff(p: dict[str, Any], key: str) -> str:
+        ci = p[f"{key}_ci95"]
+        if p[f"{key}_diff"] is None:
+            return "- | -"
+        verdict = "" if ci is None or ci[0] <= 0 <= ci[1] else " (interval excludes 0)"
+        return f"{p[f'{key}_diff']:+.3f} | " + (
+            f"{ci[0]:+.3f} to {ci[1]:+.3f}{verdict}" if ci else "-"
+        )
+
+    ref = next(iter(paired.values()))
+    lines = [
+        "",
+        f"Paired with `{ref['reference']}` (same queries, same folds): the difference and its "
+        f"95 % bootstrap interval — rank-1 over {ref['num_known_queries']} known queries, "
+        f"resampling their {ref['num_query_animals']} animals; AUROC over {ref['num_folds']} "
+        "folds. An interval that holds 0 means this split cannot tell the two apart.",
+        "",
+        "| method | rank-1 difference | 95 % interval | AUROC difference | 95 % interval |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, p in paired.items():
+        lines.append(f"| {name} | {diff(p, 'rank1')} | {diff(p, 'auroc')} |")
+    return lines
+
+
 def markdown(result: dict[str, Any], title: str) -> str:
     """Per scenario: a summary table per method, a by-condition table when the photos have
     conditions, and the per-fold table of ``ours``."""
@@ -556,6 +654,7 @@ def markdown(result: dict[str, Any], title: str) -> str:
         ]  # fmt: skip
         for name, r in sc["summary"].items():
             lines.append(f"| {name} | " + " | ".join(_fmt(r, k) for k in HEADLINE) + " |")
+        lines += _paired_lines(sc.get("paired", {}))
         if sc["by_condition"].get("ours"):
             lines += ["", "By lighting condition of the query photo (`ours`; mixed = all):", "",
                       "| condition | AUROC | rank-1 | BAKS | BAUS |",

@@ -19,6 +19,7 @@ from reid.loio import (
     _Method,
     _score_fold,
     markdown,
+    paired_bootstrap_ci,
     plot_roc,
     run_loio,
     score_vectors,
@@ -100,6 +101,49 @@ def test_score_vectors_scores_outside_embeddings():
         score_vectors(samples, {"short": good[:-1]}, "individual")
     with pytest.raises(ReIDError, match="at least 3"):
         score_vectors(_samples(4, 4), {"x": np.ones((16, 2))}, "individual")
+
+
+def test_methods_are_paired_with_the_frozen_backbone_per_query_and_per_fold():
+    samples = _samples(24, 4, per_sighting=2)
+    ind = np.array([int(s.individual[3:]) for s in samples])
+    rng = np.random.default_rng(2)
+    good = np.eye(24, 32)[ind] + 0.05 * rng.normal(size=(len(samples), 32))
+    bad = rng.normal(size=(len(samples), 32))
+    out = score_vectors(
+        samples, {"frozen backbone": bad, "good": good, "same": bad.copy()}, "individual"
+    )
+    assert set(out["paired"]) == {"good", "same"}  # the reference is not paired with itself
+    same, better = out["paired"]["same"], out["paired"]["good"]
+    assert same["rank1_diff"] == 0 and same["rank1_ci95"] == [0, 0] and same["auroc_diff"] == 0
+    gap = out["summary"]["good"]["rank1"] - out["summary"]["frozen backbone"]["rank1"]
+    assert better["rank1_diff"] == pytest.approx(gap, abs=0.02)  # per query vs per fold mean
+    assert 0 < better["rank1_ci95"][0] < better["rank1_diff"] < better["rank1_ci95"][1]
+    assert better["auroc_ci95"][0] > 0 and better["num_folds"] == 12
+    assert better["num_query_animals"] == 12  # the never-trained individuals, queried
+    md = markdown({**_result_shell(), "scenarios": {"never-trained gallery": out}}, "t")
+    assert "| good | +" in md and "interval excludes 0" in md
+    assert "| same | +0.000 | +0.000 to +0.000 |" in md
+    # without the reference there is nothing to pair with
+    assert score_vectors(samples, {"good": good}, "individual")["paired"] == {}
+
+
+def _result_shell() -> dict:
+    return {
+        "settings": vars(LoioSettings()), "mode": "fast", "num_individuals": 24, "folds": [],
+        "num_enrolled": 0, "num_query": 0, "train_seconds": {}, "seconds": 0,
+    }  # fmt: skip
+
+
+def test_paired_bootstrap_resamples_whole_clusters():
+    # one animal's photos all differ by +1, the other nine's by 0: resampling animals, the
+    # interval is wide (0 to well above the mean); resampling photos would make it narrow
+    diffs = np.r_[np.ones(10), np.zeros(90)]
+    animals = np.r_[np.zeros(10), np.repeat(np.arange(1, 10), 10)]
+    lo, hi = paired_bootstrap_ci(diffs, animals)
+    assert lo == 0 and hi >= 0.2
+    assert paired_bootstrap_ci(diffs, animals) == [lo, hi]  # seeded
+    assert paired_bootstrap_ci(np.full(5, 0.3), range(5)) == [0.3, 0.3]
+    assert paired_bootstrap_ci(np.ones(4), [7] * 4) is None  # one cluster: no interval
 
 
 def test_pooled_tpr_resolves_rates_one_fold_cannot():
