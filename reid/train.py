@@ -35,7 +35,7 @@ from reid.config import Config, from_dict, save_config, to_dict
 from reid.data import Sample, load_images, split_by_sighting, split_category_by_individual
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ReIDError
-from reid.losses import ReIDLoss, build_loss
+from reid.losses import ReIDLoss, build_loss, imprint_centres
 from reid.model import ReIDModel, ReIDOutput, build_model
 
 if TYPE_CHECKING:  # reid.whiten is imported only by runs that use it
@@ -269,8 +269,9 @@ def _probe_heads(
     progress: bool, log: Callable[[str], None], steps: int = 200,
 ) -> None:  # fmt: skip
     """train.head_init=whitening: the embedding head becomes the learned whitening of the
-    pretrained features of the (unaugmented) training photos; then the classifier and the
-    loss's own parameters learn on those fixed features (full batch, Adam)."""
+    pretrained features of the (unaugmented) training photos; ArcFace class centres start at
+    their classes' mean embeddings; then the classifier and the loss's own parameters learn on
+    those fixed features (full batch, Adam)."""
     from reid.whiten import install
 
     feats, w = _fit_whitening(model, cfg, data, device, progress)
@@ -284,6 +285,7 @@ def _probe_heads(
          {"params": loss_fn.parameters(), "lr": cfg.loss.lr}],
     )  # fmt: skip
     has_params = any(True for _ in loss_fn.parameters())
+    imprinted = imprint_centres(loss_fn.metric, emb, y)
     first = last = None
     for _ in range(steps):
         logits = model.classifier(x).float()
@@ -298,8 +300,8 @@ def _probe_heads(
         first = last if first is None else first
     log(
         f"heads fitted on the pretrained features: whitening to {cfg.model.embedding_dim} "
-        f"dimensions; classifier and loss parameters: loss {first:.3f} -> {last:.3f} "
-        f"in {steps} steps"
+        f"dimensions; {'class centres imprinted; ' if imprinted else ''}classifier and loss "
+        f"parameters: loss {first:.3f} -> {last:.3f} in {steps} steps"
     )
 
 

@@ -162,6 +162,7 @@ def test_head_init_whitening_fits_the_heads_before_fine_tuning(tiny_cfg, tiny_da
     logs: list[str] = []
     train(cfg, read_dataset(tiny_data), tmp_path / "run", progress=False, log=logs.append)
     line = next(m for m in logs if m.startswith("heads fitted"))
+    assert "class centres imprinted" in line
     first, last = (float(v) for v in line.split("loss ")[-1].split(" in")[0].split(" -> "))
     assert last < 0.9 * first  # the classifier and ArcFace centres learned on fixed features
 
