@@ -112,9 +112,10 @@ class TrainConfig:
     # at 1e-3 stopped learning altogether (synthetic salamanders: train CE stuck at ~4.2).
     freeze_bn_stats: bool = False
     # "whitening": before fine-tuning, the embedding head starts as the learned whitening of
-    # the pretrained features and the classifier and loss parameters (ArcFace centres) are fitted
-    # on those fixed features (linear probing, then fine-tuning: Kumar et al., ICLR 2022), so
-    # the first steps do not push the backbone with gradients from random heads; "random".
+    # the pretrained features, ArcFace centres start at their class means, and the classifier
+    # and loss parameters are fitted on those fixed features (linear probing, then fine-tuning:
+    # Kumar et al., ICLR 2022), so the first steps do not push the backbone with gradients from
+    # random heads; "random".
     head_init: str = "random"
     early_stop_patience: int = 5  # epochs without improvement of validation loss
     early_stop_min_delta: float = 0.001
