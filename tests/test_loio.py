@@ -87,12 +87,17 @@ def test_a_perfect_embedding_scores_perfectly_and_a_random_one_does_not():
     assert row["rank1"] < 0.6 and row["auroc"] < 0.9
 
 
-def test_score_vectors_scores_outside_embeddings():
-    samples = _samples(12, 4, per_sighting=2)
+def _good_and_random(n_ind: int, seed: int) -> tuple[list[Sample], np.ndarray, np.ndarray]:
+    """Photos of ``n_ind`` individuals; vectors that separate them; random vectors."""
+    samples = _samples(n_ind, 4, per_sighting=2)
     ind = np.array([int(s.individual[3:]) for s in samples])
-    rng = np.random.default_rng(1)
-    good = np.eye(12, 24)[ind] + 0.05 * rng.normal(size=(len(samples), 24))
-    bad = rng.normal(size=(len(samples), 24))
+    rng = np.random.default_rng(seed)
+    good = np.eye(n_ind, 2 * n_ind)[ind] + 0.05 * rng.normal(size=(len(samples), 2 * n_ind))
+    return samples, good, rng.normal(size=(len(samples), 2 * n_ind))
+
+
+def test_score_vectors_scores_outside_embeddings():
+    samples, good, bad = _good_and_random(12, seed=1)
     out = score_vectors(samples, {"good": good, "random": bad}, "individual")
     summary = out["summary"]
     assert summary["good"]["rank1"] == 1.0 and summary["good"]["auroc"] == 1.0
@@ -104,11 +109,7 @@ def test_score_vectors_scores_outside_embeddings():
 
 
 def test_methods_are_paired_with_the_frozen_backbone_per_query_and_per_fold():
-    samples = _samples(24, 4, per_sighting=2)
-    ind = np.array([int(s.individual[3:]) for s in samples])
-    rng = np.random.default_rng(2)
-    good = np.eye(24, 32)[ind] + 0.05 * rng.normal(size=(len(samples), 32))
-    bad = rng.normal(size=(len(samples), 32))
+    samples, good, bad = _good_and_random(24, seed=2)
     out = score_vectors(
         samples, {"frozen backbone": bad, "good": good, "same": bad.copy()}, "individual"
     )
