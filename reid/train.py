@@ -552,6 +552,12 @@ class _Loop:
         for images, labels in bar:
             images, labels = self._to_device(images, labels)
             losses, _ = self._forward(images, labels)
+            if not torch.isfinite(losses["loss"]):  # before the step: the weights stay finite
+                raise ReIDError(
+                    f"Training diverged: the loss became {float(losses['loss'])} in epoch "
+                    f"{epoch}; lower train.lr (and loss.lr) and train again. The files saved "
+                    "after the last finished epoch (model.pt, last.pt) are kept as they were."
+                )
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             self.optimizer.step()

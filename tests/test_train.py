@@ -224,3 +224,35 @@ def test_a_run_saved_before_newer_config_keys_still_resumes(tiny_cfg, tiny_data,
         del saved["config"][section][key]  # as written by a version without these options
     torch.save(saved, last)
     train(tiny_cfg, samples, tmp_path / "run", resume=True, progress=False, log=lambda _: None)
+
+
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_model(
+    tiny_cfg, tiny_data, tmp_path, monkeypatch
+):
+    import torch
+
+    from reid.config import from_dict, to_dict
+    from reid.train import _Loop
+
+    cfg = from_dict(to_dict(tiny_cfg))
+    cfg.train.epochs = 3
+    forward = _Loop._forward
+
+    def nan_in_epoch_2(self, images, labels):
+        losses, out = forward(self, images, labels)
+        if self.epochs_seen >= 2:
+            losses = {**losses, "loss": losses["loss"] * float("nan")}
+        return losses, out
+
+    def count_epochs(self, data, epoch):
+        self.epochs_seen = epoch
+        return train_epoch(self, data, epoch)
+
+    train_epoch = _Loop.train_epoch
+    monkeypatch.setattr(_Loop, "_forward", nan_in_epoch_2)
+    monkeypatch.setattr(_Loop, "train_epoch", count_epochs)
+    with pytest.raises(ReIDError, match="diverged.*epoch 2.*lower train.lr"):
+        train(cfg, read_dataset(tiny_data), tmp_path / "run", progress=False, log=lambda _: None)
+    loaded = load_checkpoint(tmp_path / "run")  # epoch 1's model, untouched by the NaN
+    assert all(torch.isfinite(t).all() for t in loaded.model.state_dict().values())
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["epoch"] == 1
