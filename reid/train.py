@@ -554,7 +554,7 @@ class _Loop:
             losses, _ = self._forward(images, labels)
             if not torch.isfinite(losses["loss"]):  # before the step: the weights stay finite
                 raise ReIDError(
-                    f"Training diverged: the loss became {float(losses['loss'])} in epoch "
+                    f"Training diverged: the loss became {losses['loss'].item()} in epoch "
                     f"{epoch}; lower train.lr (and loss.lr) and train again. The files saved "
                     "after the last finished epoch (model.pt, last.pt) are kept as they were."
                 )
