@@ -481,6 +481,7 @@ def _score_fold(
     gallery scores as the impostor scores."""
     q_labels = ev.labels[fold.queries]
     g_labels = ev.labels[fold.gallery]
+    is_known = np.isin(q_labels, g_labels)  # (Q,) the query's individual is in the gallery
     by_condition: dict[str, Any] = {}
     if m.criterion == "similarity":
         g = m.vectors[fold.gallery]
@@ -496,7 +497,7 @@ def _score_fold(
         scores = sims.max(1)  # an individual's score is its best photo's
         # the top photo's individual is the rank-1 one (its score is the best)
         top1 = g_labels[sims.argmax(1)] == q_labels
-        for q, hit, known in zip(fold.queries, top1, np.isin(q_labels, g_labels), strict=True):
+        for q, hit, known in zip(fold.queries, top1, is_known, strict=True):
             if known:
                 acc.hits[m.name][int(q)].append(bool(hit))
                 acc.animal_of[int(q)] = ev.animals[q]
@@ -512,7 +513,7 @@ def _score_fold(
             p.max(1), predicted, q_labels, m.classes, threshold=settings.softmax_threshold
         )
         scores = p.max(1)
-    acc.pooled[m.name].append((scores, np.isin(q_labels, g_labels)))
+    acc.pooled[m.name].append((scores, is_known))
     acc.per_fold[m.name].append({"k": fold.k, **row, "by_condition": by_condition})
 
 
