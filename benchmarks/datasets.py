@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reid.data import Sample, read_dataset
-from reid.synth import synthesize
+from reid.io.datasets import Sample, read_dataset
+from reid.synthetic.salamanders import synthesize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NYALA_PHOTO = re.compile(r"^(?P<sighting>[^_]+)_(?P<side>left|right)photo$")

@@ -1,7 +1,8 @@
 """Head detector on synthetic scenes (CPU), then detect -> crop -> match end to end.
 
 1. Detector: a YOLOv5n (``yolov5nu.yaml``, random initial weights: nothing is downloaded) is
-   trained with ``reid.detect.train_detector`` on scenes of individuals 101-130 and tested on
+   trained with ``reid.detect.detector.train_detector`` on
+   scenes of individuals 101-130 and tested on
    scenes never used in training or model selection (individuals 201-210, another seed):
    box precision, recall, mAP50 and mAP50-95 there, and the training time.
 2. End to end: scenes of individuals 1-20 over 3 dates. An identification model is trained on
@@ -35,11 +36,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import write_results  # noqa: E402
-from gallery import Gallery  # noqa: E402
 from reid.config import load_config  # noqa: E402
-from reid.crop import crop_box  # noqa: E402
-from reid.data import Sample  # noqa: E402
-from reid.detect import (  # noqa: E402
+from reid.detect.crop import crop_box  # noqa: E402
+from reid.detect.detector import (  # noqa: E402
     NO_HEAD,
     crop_samples,
     load_detector,
@@ -47,10 +46,12 @@ from reid.detect import (  # noqa: E402
     train_detector,
     validate_detector,
 )
-from reid.embed import Embedder  # noqa: E402
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.gallery import Gallery  # noqa: E402
+from reid.io.datasets import Sample  # noqa: E402
 from reid.pipeline import enroll_samples, match_photos  # noqa: E402
-from reid.scenes import read_scene_heads, synthesize_scenes  # noqa: E402
-from reid.train import train  # noqa: E402
+from reid.synthetic.scenes import read_scene_heads, synthesize_scenes  # noqa: E402
+from reid.training.loop import train  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 

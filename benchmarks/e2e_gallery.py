@@ -31,13 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import write_results  # noqa: E402
-from gallery import Gallery  # noqa: E402
 from reid.config import load_config  # noqa: E402
-from reid.data import read_dataset  # noqa: E402
-from reid.embed import Embedder  # noqa: E402
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.gallery import Gallery  # noqa: E402
+from reid.io.datasets import read_dataset  # noqa: E402
 from reid.pipeline import enroll_samples  # noqa: E402
-from reid.synth import synthesize  # noqa: E402
-from reid.train import train  # noqa: E402
+from reid.synthetic.salamanders import synthesize  # noqa: E402
+from reid.training.loop import train  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 

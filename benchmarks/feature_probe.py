@@ -4,7 +4,7 @@ never-trained gallery split.
 The LOIO benchmark (benchmarks/loio.py) found that fine-tuning on the trained nyala individuals
 does not beat the frozen backbone on individuals it never saw. This probe asks why, without a
 long training run: it embeds every photo once with the frozen pretrained backbone, then scores,
-on the same split as LOIO's fast mode (`reid.loio.score_vectors`):
+on the same split as LOIO's fast mode (`reid.evaluation.loio.score_vectors`):
 
 - pooling variants of the frozen feature map (average = LOIO's "frozen backbone" baseline, GeM,
   max, a 2x2 grid) at each input size;
@@ -38,12 +38,12 @@ from torch import nn  # noqa: E402
 
 from benchmarks import datasets  # noqa: E402
 from benchmarks.common import write_results  # noqa: E402
-from reid.checkpoint import LoadedModel  # noqa: E402
 from reid.config import Config, load_config  # noqa: E402
-from reid.data import Sample  # noqa: E402
-from reid.embed import Embedder  # noqa: E402
-from reid.loio import LoioSettings, fast_split, score_vectors, split_enroll_query  # noqa: E402
-from reid.model import build_model  # noqa: E402
+from reid.evaluation.loio import LoioSettings, fast_split, score_vectors, split_enroll_query  # noqa: E402
+from reid.features.checkpoint import LoadedModel  # noqa: E402
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.features.model import build_model  # noqa: E402
+from reid.io.datasets import Sample  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 POOLS = ("avg", "gem", "max", "grid2x2")

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from gallery.index import VectorIndex  # noqa: E402
+from reid.gallery.index import VectorIndex  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -31,20 +31,20 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
-from gallery import Gallery  # noqa: E402
 from reid.config import load_config  # noqa: E402
-from reid.data import read_dataset, split_category_by_individual  # noqa: E402
-from reid.embed import Embedder  # noqa: E402
-from reid.evaluate import evaluate_run  # noqa: E402
-from reid.explain import (  # noqa: E402
+from reid.evaluation.evaluate import evaluate_run  # noqa: E402
+from reid.explain.gradcam import (  # noqa: E402
     Explainer,
     heat_inside_outside,
     plot_explanation,
     plot_match_explanation,
 )
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.gallery import Gallery  # noqa: E402
+from reid.io.datasets import read_dataset, split_category_by_individual  # noqa: E402
 from reid.pipeline import enroll_samples  # noqa: E402
-from reid.synth import synthesize  # noqa: E402
-from reid.train import train  # noqa: E402
+from reid.synthetic.salamanders import synthesize  # noqa: E402
+from reid.training.loop import train  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

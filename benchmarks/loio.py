@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import datasets  # noqa: E402
 from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 from reid.config import load_config  # noqa: E402
-from reid.loio import LoioSettings, markdown, plot_roc, run_loio  # noqa: E402
+from reid.evaluation.loio import LoioSettings, markdown, plot_roc, run_loio  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 

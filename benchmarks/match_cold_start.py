@@ -29,11 +29,11 @@ from benchmarks.common import write_results  # noqa: E402
 def build(work: Path, individuals: int, photos_per: int, input_size: int, dim: int) -> tuple:
     from PIL import Image
 
-    from gallery import Gallery, ImageRecord
-    from reid.checkpoint import SCRIPTED_NAME, save_checkpoint, save_scripted
     from reid.config import load_config
-    from reid.model import build_model
-    from reid.synth import make_pattern, render_head
+    from reid.features.checkpoint import SCRIPTED_NAME, save_checkpoint, save_scripted
+    from reid.features.model import build_model
+    from reid.gallery import Gallery, ImageRecord
+    from reid.synthetic.salamanders import make_pattern, render_head
 
     cfg = load_config(
         None,

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
 from benchmarks.datasets import nyala_samples  # noqa: E402
 from reid.config import load_config  # noqa: E402
-from reid.data import Sample, split_by_sighting  # noqa: E402
-from reid.embed import Embedder  # noqa: E402
-from reid.evaluate import evaluate_run  # noqa: E402
-from reid.train import train  # noqa: E402
+from reid.evaluation.evaluate import evaluate_run  # noqa: E402
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.io.datasets import Sample, split_by_sighting  # noqa: E402
+from reid.training.loop import train  # noqa: E402
 
 
 def rank1(embedder: Embedder, train: list[Sample], test: list[Sample]) -> float:

@@ -55,14 +55,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from benchmarks.common import write_results  # noqa: E402
-from reid.data import Sample, read_dataset  # noqa: E402
 from reid.demo import demo_config  # noqa: E402
 from reid.device import resolve_device, to_tensor_batch  # noqa: E402
-from reid.embed import Embedder  # noqa: E402
 from reid.errors import ImageLoadError  # noqa: E402
-from reid.imageio import try_prepare_image  # noqa: E402
-from reid.synth import synthesize  # noqa: E402
-from reid.train import train  # noqa: E402
+from reid.features.embedder import Embedder  # noqa: E402
+from reid.io.datasets import Sample, read_dataset  # noqa: E402
+from reid.io.images import try_prepare_image  # noqa: E402
+from reid.synthetic.salamanders import synthesize  # noqa: E402
+from reid.training.loop import train  # noqa: E402
 
 TARGET_RATIO = 0.8
 

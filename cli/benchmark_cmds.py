@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, QuietOpt, SetOpt, app, user_errors
+from reid.cli.common import ConfigOpt, QuietOpt, SetOpt, app, user_errors
 
 benchmark_app = typer.Typer(help="Measure how well the toolkit works on your photos.",
                             no_args_is_help=True)  # fmt: skip
@@ -54,8 +54,8 @@ def loio_cmd(
 ) -> None:
     """Leave-one-individual-out: does the model flag an individual it has never seen as NEW?"""
     from reid.config import load_config
-    from reid.data import read_dataset
-    from reid.loio import LoioSettings, markdown, plot_roc, run_loio
+    from reid.evaluation.loio import LoioSettings, markdown, plot_roc, run_loio
+    from reid.io.datasets import read_dataset
 
     cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     settings = LoioSettings(

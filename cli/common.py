@@ -44,8 +44,8 @@ def user_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from gallery.errors import GalleryError
         from reid.errors import ReIDError
+        from reid.gallery.errors import GalleryError
 
         try:
             return func(*args, **kwargs)
@@ -89,7 +89,7 @@ def photos_or_fail(photos: list[Path], verb: str, fmt: str | None = None) -> lis
 def detector_or_none(detector: Path | None, device: str, run: Path | None = None):
     """The head detector named by --detector, or None; with ``run``, warn on stderr when the
     run's model learnt from photos cut otherwise (another detector, or none)."""
-    from reid.detect import detector_mismatch, load_detector
+    from reid.detect.detector import detector_mismatch, load_detector
 
     heads = load_detector(detector, device=device) if detector is not None else None
     if run is not None and (warning := detector_mismatch(run, heads)):

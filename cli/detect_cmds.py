@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DeviceOpt, QuietOpt, app, user_errors
+from reid.cli.common import DeviceOpt, QuietOpt, app, user_errors
 
 detect_app = typer.Typer(
     help="Find salamander heads in whole photos (YOLOv5, trained on your own boxes).",
@@ -56,7 +56,7 @@ def train_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a YOLOv5 head detector on boxes in YOLO format; prints validation mAP50."""
-    from reid.detect import train_detector
+    from reid.detect.detector import train_detector
 
     run = train_detector(
         data,
@@ -102,9 +102,9 @@ def run_cmd(
     """Cut the heads out of photos by the study's crop rule; detections.csv lists them all.
 
     Every photo gets a row: each head's box, confidence and crop region, or "no head found"."""
-    from reid.detect import NO_HEAD, load_detector
+    from reid.detect.detector import NO_HEAD, load_detector
     from reid.errors import ImageLoadError, ReIDError
-    from reid.imageio import load_image
+    from reid.io.images import load_image
     from reid.pipeline import expand_photos
 
     if conf is not None and not 0 < conf < 1:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
+from reid.cli.common import (
     BestOpt,
     DetectorOpt,
     DeviceOpt,
@@ -41,8 +41,8 @@ def screen(
     quiet: QuietOpt = False,
 ) -> None:
     """Each photo's category probabilities (e.g. native / hybrid) and the likeliest category."""
-    from reid.embed import Embedder
-    from reid.screen import check_screen, screen_photos
+    from reid.explain.screen import check_screen, screen_photos
+    from reid.features.embedder import Embedder
 
     paths = photos_or_fail(photos, "screen", format)
     embedder = Embedder.from_run(run, device)
@@ -98,12 +98,12 @@ def explain(
     """Grad-CAM heat maps: which regions drove the classifier's decision (and the match)."""
     from tqdm.auto import tqdm
 
-    from gallery import Gallery
-    from reid.checkpoint import load_checkpoint
-    from reid.detect import Query, head_queries
-    from reid.embed import Embedder
+    from reid.detect.detector import Query, head_queries
     from reid.errors import ImageLoadError
-    from reid.explain import Explainer, plot_explanation, plot_match_explanation
+    from reid.explain.gradcam import Explainer, plot_explanation, plot_match_explanation
+    from reid.features.checkpoint import load_checkpoint
+    from reid.features.embedder import Embedder
+    from reid.gallery import Gallery
 
     paths = photos_or_fail(photos, "explain")
     loaded = load_checkpoint(run)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import (
+from reid.cli.common import (
     BestOpt,
     DetectorOpt,
     DeviceOpt,
@@ -59,9 +59,9 @@ def enroll(
 
     With --detector each photo is cut to its head first and the box is stored; a photo where no
     head is found (or several, without --best) is reported and not enrolled."""
-    from reid.data import Sample, read_dataset
-    from reid.embed import Embedder
     from reid.errors import ReIDError
+    from reid.features.embedder import Embedder
+    from reid.io.datasets import Sample, read_dataset
     from reid.pipeline import enroll_samples, expand_photos, open_gallery
 
     if individual is not None:
@@ -133,8 +133,8 @@ def match(
 
     With --detector each head found is identified on its own (photo.jpg#1, #2 ...; only the
     most confident with --best); a photo with no head gets the row "no head found"."""
-    from reid.embed import Embedder
     from reid.errors import ReIDError
+    from reid.features.embedder import Embedder
     from reid.pipeline import match_photos, open_gallery
 
     paths = photos_or_fail(photos, "match", format)
@@ -142,7 +142,7 @@ def match(
     heads = detector_or_none(detector, device, model)
     screener = None
     if screen is not None:
-        from reid.screen import check_screen
+        from reid.explain.screen import check_screen
 
         screener = Embedder.from_run(screen, device)
         check_screen(screener, screen)
@@ -201,7 +201,7 @@ def _calibration_line(info: dict[str, Any]) -> str:
 
 
 def _row_dict(row, info: dict[str, Any]) -> dict[str, Any]:
-    from reid.detect import NO_HEAD
+    from reid.detect.detector import NO_HEAD
 
     m = row.match
     return {
@@ -319,7 +319,7 @@ def _json(rows, info: dict[str, Any]) -> str:
 
 
 def _write_sheets(rows, sheet_dir: Path, boxes: dict[int, Any]) -> None:
-    from reid.plots import plot_match_sheet
+    from reid.evaluation.plots import plot_match_sheet
 
     sheet_dir.mkdir(parents=True, exist_ok=True)
     for k, row in enumerate(rows):
@@ -359,8 +359,8 @@ def calibrate(
     user: UserOpt = None,
 ) -> None:
     """Measure the NEW-individual threshold on the gallery (leave-one-individual-out)."""
-    from gallery import Gallery
-    from reid.checkpoint import read_classes
+    from reid.features.checkpoint import read_classes
+    from reid.gallery import Gallery
 
     trained = None
     with Gallery.open(gallery) as g:
@@ -381,7 +381,7 @@ def calibrate(
 @user_errors
 def info_cmd(gallery: GalleryArg) -> None:
     """Counts, model fingerprint, index and calibration."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     with Gallery.open(gallery) as g:
         typer.echo(json.dumps(g.info(), indent=2))
@@ -391,7 +391,7 @@ def info_cmd(gallery: GalleryArg) -> None:
 @user_errors
 def list_cmd(gallery: GalleryArg) -> None:
     """Every individual with its number of photos and first/last date."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     typer.echo(f"{'individual':<24} {'photos':>6}  {'first':<10}  {'last':<10}")
     with Gallery.open(gallery) as g:
@@ -404,7 +404,7 @@ def list_cmd(gallery: GalleryArg) -> None:
 @user_errors
 def show_cmd(gallery: GalleryArg, individual: str) -> None:
     """The photos of one individual."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     with Gallery.open(gallery) as g:
         images = g.images(individual)
@@ -419,7 +419,7 @@ def show_cmd(gallery: GalleryArg, individual: str) -> None:
 @user_errors
 def rename_cmd(gallery: GalleryArg, old: str, new: str, user: UserOpt = None) -> None:
     """Give an individual another id."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     with Gallery.open(gallery) as g:
         g.rename(old, new, user=user)
@@ -430,7 +430,7 @@ def rename_cmd(gallery: GalleryArg, old: str, new: str, user: UserOpt = None) ->
 @user_errors
 def merge_cmd(gallery: GalleryArg, source: str, target: str, user: UserOpt = None) -> None:
     """Merge SOURCE into TARGET (one animal enrolled under two ids)."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     with Gallery.open(gallery) as g:
         g.merge(source, target, user=user)
@@ -446,7 +446,7 @@ def remove_cmd(
     user: UserOpt = None,
 ) -> None:
     """Remove an individual with its photos and vectors."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     if not yes:
         typer.confirm(f"Remove {individual} and all its photos from {gallery}?", abort=True)
@@ -461,7 +461,7 @@ def export_cmd(
     gallery: GalleryArg, out: Annotated[Path, typer.Argument(help="CSV to write.")]
 ) -> None:
     """Sightings as CSV (individual, photo, date, time, location, observer ...)."""
-    from gallery import Gallery
+    from reid.gallery import Gallery
 
     with Gallery.open(gallery) as g:
         typer.echo(f"wrote {g.export(out)}")
@@ -477,9 +477,9 @@ def reembed_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Recompute every vector from the stored photos with another model."""
-    from gallery import Gallery
-    from reid.embed import Embedder
     from reid.errors import ReIDError
+    from reid.features.embedder import Embedder
+    from reid.gallery import Gallery
 
     embedder = Embedder.from_run(model, device)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BestOpt, ConfigOpt, DetectorOpt, QuietOpt, SetOpt, app, user_errors
+from reid.cli.common import BestOpt, ConfigOpt, DetectorOpt, QuietOpt, SetOpt, app, user_errors
 
 
 @app.command()
@@ -67,10 +67,10 @@ def synth(
     quiet: QuietOpt = False,
 ) -> None:
     """Draw synthetic salamander head photos with stable individual spot patterns."""
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     if scenes:
-        from reid.scenes import synthesize_scenes
+        from reid.synthetic.scenes import synthesize_scenes
 
         data = synthesize_scenes(out, individuals, images_per, seed=seed, num_dates=dates,
                                  first_index=first_index, progress=not quiet)  # fmt: skip
@@ -114,11 +114,11 @@ def train_cmd(
     several unless --best, are listed and left out); enroll and match must then use the same
     detector."""
     from reid.config import load_config
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = load_config(config, set_)
-    from reid.detect import crop_samples, load_detector, record_detector
+    from reid.detect.detector import crop_samples, load_detector, record_detector
 
     samples = read_dataset(data)
     heads = load_detector(detector) if detector is not None else None
@@ -143,9 +143,9 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Accuracy, Cohen's kappa, macro P/R/F1, per-label table, confusion matrix, Grad-CAM."""
-    from reid.checkpoint import resolve_checkpoint
-    from reid.data import read_dataset
-    from reid.evaluate import evaluate_run, metrics_markdown
+    from reid.evaluation.evaluate import evaluate_run, metrics_markdown
+    from reid.features.checkpoint import resolve_checkpoint
+    from reid.io.datasets import read_dataset
 
     resolve_checkpoint(run)  # name a wrong run directory before reading any photo
     out = out or (run if run.is_dir() else run.parent) / "eval"
@@ -171,8 +171,8 @@ def conditions(
 ) -> None:
     """The paper's protocol: a model per lighting condition plus a mixed model, one table."""
     from reid.config import load_config
-    from reid.data import read_dataset
-    from reid.protocol import run_condition_protocol
+    from reid.evaluation.lighting import run_condition_protocol
+    from reid.io.datasets import read_dataset
 
     result = run_condition_protocol(
         load_config(config, set_),
@@ -187,7 +187,7 @@ def conditions(
 
 # registered last so that `reid --help` lists the training commands first
 # enroll, match, calibrate, gallery ...; benchmark loio
-from cli import (  # noqa: E402, F401
+from reid.cli import (  # noqa: E402, F401
     benchmark_cmds,
     detect_cmds,
     explain_cmds,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import QuietOpt, app, user_errors
+from reid.cli.common import QuietOpt, app, user_errors
 
 
 @app.command()
@@ -38,7 +38,7 @@ def frames(
     from datetime import timedelta, timezone
 
     from reid.errors import ReIDError
-    from reid.frames import extract_frames
+    from reid.io.frames import extract_frames
 
     if utc_offset is not None and not -14 <= utc_offset <= 14:
         raise ReIDError(f"--utc-offset {utc_offset} is not a time zone: give hours in -14..14.")

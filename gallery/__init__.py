@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from gallery import Gallery, ImageRecord
+    from reid.gallery import Gallery, ImageRecord
 
     g = Gallery.open_or_create("gallery/", model_fingerprint=fp, embedding_dim=512)
     report = g.enroll([ImageRecord(Path("a.jpg"), "JGS-001")], vectors, model_fingerprint=fp)
@@ -10,10 +10,10 @@ Typical use::
     match = g.identify(query_vectors, model_fingerprint=fp)[0]   # match.decision: id or "NEW"
 """
 
-from gallery.core import Gallery
-from gallery.errors import GalleryError
-from gallery.index import VectorIndex
-from gallery.records import (
+from reid.gallery.core import Gallery
+from reid.gallery.errors import GalleryError
+from reid.gallery.index import VectorIndex
+from reid.gallery.records import (
     NEW,
     Calibration,
     Candidate,

@@ -1,7 +1,7 @@
 """Calibrate a gallery's open-set threshold: read its rows, run the trials, store the result.
 
-The maths lives in :mod:`gallery.openset`; this module checks that the gallery can be calibrated
-at all, samples queries for large galleries and records the outcome in settings and audit log.
+The maths lives in :mod:`reid.gallery.openset`; this module checks that the gallery can be
+calibrated at all, samples queries for large galleries and records the outcome in settings and audit log.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery import catalog
-from gallery.errors import GalleryError
-from gallery.openset import TrialScores, loo_trials, rates_at, threshold_for_fmr
-from gallery.records import Calibration
-from gallery.store import WriteTxn, get_setting, set_setting, utc_now
+from reid.gallery import catalog
+from reid.gallery.errors import GalleryError
+from reid.gallery.openset import TrialScores, loo_trials, rates_at, threshold_for_fmr
+from reid.gallery.records import Calibration
+from reid.gallery.store import WriteTxn, get_setting, set_setting, utc_now
 
 
 def run_calibration(

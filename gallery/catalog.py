@@ -1,7 +1,7 @@
 """Read-side SQL: everything the gallery reads out of its database, as numpy arrays or records.
 
 Each function takes an open connection and runs plain SELECTs; call them inside
-:meth:`gallery.store.Store.read` (or a write transaction) to get one consistent snapshot.
+:meth:`reid.gallery.store.Store.read` (or a write transaction) to get one consistent snapshot.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from gallery.errors import GalleryError
-from gallery.records import IndividualSummary, StoredImage
-from gallery.store import TMP_PREFIX
+from reid.gallery.errors import GalleryError
+from reid.gallery.records import IndividualSummary, StoredImage
+from reid.gallery.store import TMP_PREFIX
 
 EXPORT_COLUMNS = (
     "individual",

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from gallery import catalog, edits
-from gallery.errors import GalleryError
-from gallery.index import check_factory
-from gallery.keeper import IndexKeeper
-from gallery.matching import build_matches, rank_queries
-from gallery.openset import SCORE_MODES, l2_normalize
-from gallery.records import (
+from reid.gallery import catalog, edits
+from reid.gallery.errors import GalleryError
+from reid.gallery.index import check_factory
+from reid.gallery.keeper import IndexKeeper
+from reid.gallery.matching import build_matches, rank_queries
+from reid.gallery.openset import SCORE_MODES, l2_normalize
+from reid.gallery.records import (
     Calibration,
     EnrollReport,
     ImageRecord,
@@ -32,7 +32,7 @@ from gallery.records import (
     StoredImage,
     validate_individual_id,
 )
-from gallery.store import Store, file_lock, get_setting, set_setting, utc_now
+from reid.gallery.store import Store, file_lock, get_setting, set_setting, utc_now
 
 REEMBED_HINT = (
     "run `reid gallery reembed {dir} --model RUN_DIR` to recompute the gallery with this model"
@@ -279,12 +279,12 @@ class Gallery:
 
         ``score_mode``/``score_k`` change how individuals are scored from now on (the threshold
         belongs to the scoring). Above ``max_queries`` photos, that many queries are sampled
-        (seeded). See :func:`gallery.openset.loo_trials` for the trials.
+        (seeded). See :func:`reid.gallery.openset.loo_trials` for the trials.
         ``trained_individuals``: the ids the embedding model was trained on; when the gallery
         holds at least two others, only those play the never-seen animal (see
-        :func:`gallery.calibration.unknown_pool`), else the result is marked optimistic.
+        :func:`reid.gallery.calibration.unknown_pool`), else the result is marked optimistic.
         """
-        from gallery.calibration import run_calibration  # keeps this module short
+        from reid.gallery.calibration import run_calibration  # keeps this module short
 
         if not 0.0 < float(target_fmr) < 1.0:
             raise GalleryError(f"target_fmr must be between 0 and 1 (got {target_fmr}).")

@@ -1,4 +1,4 @@
-"""Write-side SQL: the body of each write, run inside :meth:`gallery.store.Store.write`.
+"""Write-side SQL: the body of each write, run inside :meth:`reid.gallery.store.Store.write`.
 
 Each function only changes rows (and places photo copies) inside the caller's transaction and
 fills ``txn.details`` for the audit row; the commit, lock and index update belong to the caller.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery.catalog import require_individual
-from gallery.errors import GalleryError
-from gallery.openset import l2_normalize
-from gallery.records import Duplicate, EnrollFailure, ImageRecord
-from gallery.store import Store, WriteTxn, utc_now
+from reid.gallery.catalog import require_individual
+from reid.gallery.errors import GalleryError
+from reid.gallery.openset import l2_normalize
+from reid.gallery.records import Duplicate, EnrollFailure, ImageRecord
+from reid.gallery.store import Store, WriteTxn, utc_now
 
 
 @dataclass

@@ -23,9 +23,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from gallery.errors import GalleryError
-from gallery.faults import crash_point
-from gallery.store import TMP_PREFIX, file_lock
+from reid.gallery.errors import GalleryError
+from reid.gallery.faults import crash_point
+from reid.gallery.store import TMP_PREFIX, file_lock
 
 INDEX_NAME = "index.faiss"
 IDS_NAME = "index_ids.npy"

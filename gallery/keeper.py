@@ -13,10 +13,10 @@ import sqlite3
 
 import numpy as np
 
-from gallery import catalog
-from gallery.index import VectorIndex, training_size
-from gallery.matching import SearchView
-from gallery.store import Store, file_lock, get_setting
+from reid.gallery import catalog
+from reid.gallery.index import VectorIndex, training_size
+from reid.gallery.matching import SearchView
+from reid.gallery.store import Store, file_lock, get_setting
 
 
 class IndexKeeper:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery.index import VectorIndex
-from gallery.openset import first_per_label, is_new, topk_mean
-from gallery.records import NEW, Candidate, Match
+from reid.gallery.index import VectorIndex
+from reid.gallery.openset import first_per_label, is_new, topk_mean
+from reid.gallery.records import NEW, Candidate, Match
 
 Ranked = list[tuple[str, float, int]]  # (individual, score, best image id), best first
 VectorsOf = Callable[[Iterable[str]], dict[str, tuple[np.ndarray, np.ndarray]]]

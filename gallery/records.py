@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gallery.errors import GalleryError
+from reid.gallery.errors import GalleryError
 
 NEW = "NEW"
 """The decision for a query that matches no known individual well enough."""

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gallery.errors import GalleryError
-from gallery.faults import crash_point
+from reid.gallery.errors import GalleryError
+from reid.gallery.faults import crash_point
 
 SCHEMA_VERSION = 1
 DB_NAME = "gallery.sqlite"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery.openset import l2_normalize
-from gallery.records import ImageRecord
+from reid.gallery.openset import l2_normalize
+from reid.gallery.records import ImageRecord
 
 
 def random_unit_vectors(num: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -8,6 +8,7 @@ plain arguments; only ``build_*`` functions read these objects.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -218,12 +219,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file, then ``section.key=value`` overrides, then validation."""
     cfg = Config()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(
-                f"Config file {path} does not exist: pass an existing YAML file, "
-                "e.g. configs/paper.yaml."
-            )
+        path = resolve_config_path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -239,6 +235,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             )
         _set_dotted(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
     return cfg.validate()
+
+
+def config_names() -> list[str]:
+    """The named configs installed with the package (``paper``, ``demo``, ``nyala``, ...)."""
+    folder = importlib.resources.files("reid.configs")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A YAML file by path, or by the name of an installed config (``paper`` -> paper.yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix == "" and path.name == str(name_or_path):
+        packaged = importlib.resources.files("reid.configs") / f"{path.name}.yaml"
+        if packaged.is_file():
+            return Path(str(packaged))
+    raise ConfigError(
+        f"Config file {name_or_path} does not exist: pass an existing YAML file or the name of "
+        f"an installed config ({', '.join(config_names())})."
+    )
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

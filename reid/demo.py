@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from reid.config import Config, load_config
-from reid.data import read_dataset
-from reid.evaluate import evaluate_run, metrics_markdown
-from reid.synth import synthesize
-from reid.train import train
+from reid.evaluation.evaluate import evaluate_run, metrics_markdown
+from reid.io.datasets import read_dataset
+from reid.synthetic.salamanders import synthesize
+from reid.training.loop import train
 
 # The demo's settings (mirrored in configs/demo.yaml, checked by a test): small input and the
 # offline lite0 weights so that it runs in minutes on a 2-core laptop without internet.

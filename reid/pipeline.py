@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gallery import (
+from reid.errors import ImageLoadError, ReIDError
+from reid.features.embedder import Embedder
+from reid.gallery import (
     EnrollReport,
     Gallery,
     GalleryError,
@@ -24,12 +26,10 @@ from gallery import (
     Match,
     validate_individual_id,
 )
-from reid.data import Sample, is_photo
-from reid.embed import Embedder
-from reid.errors import ImageLoadError, ReIDError
+from reid.io.datasets import Sample, is_photo
 
 if TYPE_CHECKING:
-    from reid.detect import HeadDetector, Query
+    from reid.detect.detector import HeadDetector, Query
 
 
 @dataclass
@@ -63,7 +63,7 @@ class MatchRow:
 
     @property
     def label(self) -> str:
-        from reid.detect import query_label
+        from reid.detect.detector import query_label
 
         return query_label(self.path, self.head, self.heads)
 
@@ -142,7 +142,7 @@ def enroll_samples(
     samples = valid
     no_head: list[str] = []
     if detector is not None:
-        from reid.detect import crop_samples
+        from reid.detect.detector import crop_samples
 
         search = crop_samples(detector, samples, best=best, progress=progress)
         samples, no_head = search.samples, search.problems()
@@ -180,7 +180,7 @@ def match_photos(
     ``best``), cropped by the detector's rule; a photo with no head gives one row whose error
     is "no head found". With a ``screener`` (a category run, e.g. native / hybrid) each
     matched row also gets its category probabilities (``row.screen``)."""
-    from reid.detect import Query, head_queries
+    from reid.detect.detector import Query, head_queries
 
     photos = [Path(p) for p in photos]
     queries: list[Query] = (
@@ -219,7 +219,7 @@ def match_photos(
                 )
         row.match = match
     if screener is not None:
-        from reid.screen import screen_items
+        from reid.explain.screen import screen_items
 
         done = [r for r in rows if r.match is not None]
         answers = screen_items(

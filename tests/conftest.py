@@ -24,7 +24,7 @@ def tiny_cfg() -> Config:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """4 synthetic salamanders x 8 photos over 2 dates, 64 px; returns the manifest path."""
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     out = tmp_path_factory.mktemp("tiny_data")
     return synthesize(out, 4, 8, seed=3, size=64, num_dates=2, progress=False)
@@ -33,8 +33,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cfg, tiny_data, tmp_path_factory) -> Path:
     """A run directory trained for 2 epochs on tiny_data."""
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     train(tiny_cfg, read_dataset(tiny_data), out, progress=False, log=lambda _: None)

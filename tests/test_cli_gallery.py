@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from reid.cli.main import app
 
 runner = CliRunner()
 
@@ -117,7 +117,7 @@ def test_duplicate_enroll_is_reported_and_skipped(enrolled, tiny_run, tiny_data)
 
 
 def test_enroll_new_enrolls_a_newcomer_once(enrolled, tiny_run, tmp_path):
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     manifest = synthesize(tmp_path / "new", 1, 2, seed=3, size=64, first_index=9, progress=False)
     _ok(["calibrate", enrolled, "--target-fmr", "0.05"])
@@ -179,7 +179,7 @@ def test_other_model_is_refused_until_reembed(enrolled, tiny_run, tiny_data, tmp
     shutil.copytree(tiny_run, other)
     ckpt = torch.load(other / "model.pt", weights_only=False)
     ckpt["model_state"]["classifier.bias"] += 1.0  # other weights -> other fingerprint
-    from reid.checkpoint import fingerprint, load_checkpoint
+    from reid.features.checkpoint import fingerprint, load_checkpoint
 
     torch.save(ckpt, other / "model.pt")
     loaded = load_checkpoint(other)
@@ -202,7 +202,7 @@ def test_missing_gallery_is_one_sentence(tmp_path, tiny_run):
 
 
 def test_calibrate_with_model_uses_never_trained_individuals(enrolled, tiny_run, tmp_path):
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     others = synthesize(
         tmp_path / "others", 2, 4, seed=5, size=64, num_dates=2, first_index=11, progress=False

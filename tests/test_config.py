@@ -56,6 +56,18 @@ def test_missing_config_file_is_named(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_installed_configs_are_found_by_name_and_match_their_files():
+    from reid.config import config_names, resolve_config_path
+
+    assert {"paper", "demo", "nyala"} <= set(config_names())
+    assert resolve_config_path("paper").name == "paper.yaml"
+    by_name = load_config("paper")
+    by_path = load_config(resolve_config_path("paper"))
+    assert by_name == by_path
+    with pytest.raises(ConfigError, match="installed config"):
+        load_config("no_such_config")
+
+
 def test_demo_yaml_mirrors_demo_config():
     from reid.demo import demo_config
 

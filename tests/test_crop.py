@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reid.crop import crop_box, cut, parse_box
+from reid.detect.crop import crop_box, cut, parse_box
 from reid.errors import ReIDError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from reid.data import Sample, read_dataset, split_by_individual, split_by_sighting
 from reid.errors import ReIDError
+from reid.io.datasets import Sample, read_dataset, split_by_individual, split_by_sighting
 
 
 def _img(path):

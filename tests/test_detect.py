@@ -16,14 +16,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli.main import app
-from gallery import Gallery
-from reid.crop import crop_box
-from reid.data import Sample, read_dataset
-from reid.detect import NO_HEAD, Detection, crop_samples, head_queries
-from reid.embed import Embedder
+from reid.cli.main import app
+from reid.detect.crop import crop_box
+from reid.detect.detector import NO_HEAD, Detection, crop_samples, head_queries
 from reid.errors import ImageLoadError
-from reid.imageio import load_image
+from reid.features.embedder import Embedder
+from reid.gallery import Gallery
+from reid.io.datasets import Sample, read_dataset
+from reid.io.images import load_image
 from reid.pipeline import enroll_samples, match_photos, open_gallery
 
 runner = CliRunner()
@@ -144,7 +144,7 @@ def test_enroll_and_match_with_detector_keep_boxes(tmp_path, tiny_run, tiny_data
 
 
 def test_manifest_box_column_crops_the_photo(tmp_path):
-    from reid.imageio import prepare_image
+    from reid.io.images import prepare_image
 
     img = np.zeros((40, 60, 3), np.uint8)
     img[10:20, 30:50] = 255
@@ -180,7 +180,7 @@ def test_one_cv2_and_ultralytics_import_together():
 def tiny_detector(tmp_path_factory) -> Path:
     """A detector trained for one epoch on 8 small synthetic scenes through the CLI: too little
     to find heads, enough to check the files, the loading and the offline path."""
-    from reid.scenes import synthesize_scenes
+    from reid.synthetic.scenes import synthesize_scenes
 
     root = tmp_path_factory.mktemp("det")
     data = synthesize_scenes(root / "scenes", 4, 2, seed=1, width=160, height=128,
@@ -195,7 +195,7 @@ def tiny_detector(tmp_path_factory) -> Path:
 
 
 def test_detector_folder_and_offline_run(tiny_detector, tmp_path):
-    from reid.detect import load_detector
+    from reid.detect.detector import load_detector
 
     meta = json.loads((tiny_detector / "detector.json").read_text())
     assert (tiny_detector / "detector.pt").is_file() and meta["imgsz"] == 64
@@ -267,7 +267,7 @@ def test_bad_detector_paths_are_one_sentence(tmp_path, tiny_run, tiny_data):
 
 
 def test_a_model_remembers_its_detector_and_enroll_warns_of_another_cut(tiny_detector, tmp_path):
-    from reid.detect import detector_mismatch, load_detector, record_detector
+    from reid.detect.detector import detector_mismatch, load_detector, record_detector
 
     det = load_detector(tiny_detector, device="cpu")
     run = tmp_path / "run"
@@ -285,8 +285,8 @@ def test_a_model_remembers_its_detector_and_enroll_warns_of_another_cut(tiny_det
 
 def test_dataset_under_a_folder_named_images_finds_its_labels(tmp_path):
     """Labels live beside the last images/ of a path (ultralytics' rule), not the first."""
-    from reid.detect import check_dataset
-    from reid.scenes import synthesize_scenes
+    from reid.detect.detector import check_dataset
+    from reid.synthetic.scenes import synthesize_scenes
 
     data = synthesize_scenes(tmp_path / "images" / "survey", 2, 1, width=128, height=128,
                              val_fraction=0.5, progress=False)  # fmt: skip

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli.main import app
-from reid.data import read_dataset, split_category_by_individual
+from reid.cli.main import app
+from reid.io.datasets import read_dataset, split_category_by_individual
 
 runner = CliRunner()
 
@@ -32,7 +32,7 @@ def _ok(args) -> str:
 @pytest.fixture(scope="module")
 def hybrid_data(tmp_path_factory) -> Path:
     """8 individuals (4 native, 4 hybrid) x 6 photos, 64 px, with spot masks."""
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     out = tmp_path_factory.mktemp("hybrid")
     return synthesize(out, 8, 6, seed=5, size=64, num_dates=2, hybrid_fraction=0.5,
@@ -43,7 +43,7 @@ def hybrid_data(tmp_path_factory) -> Path:
 def screen_run(tiny_cfg, hybrid_data, tmp_path_factory) -> Path:
     from dataclasses import replace
 
-    from reid.train import train
+    from reid.training.loop import train
 
     cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, label_column="population",
                                          val_fraction=0.25))  # fmt: skip
@@ -103,8 +103,8 @@ def cam_run(tiny_cfg, tmp_path_factory) -> tuple[Path, list]:
     Grad-CAM shows what a model learnt, so the model has to have learnt the spots.)"""
     from dataclasses import replace
 
-    from reid.synth import synthesize
-    from reid.train import train
+    from reid.synthetic.salamanders import synthesize
+    from reid.training.loop import train
 
     root = tmp_path_factory.mktemp("cam")
     manifest = synthesize(root / "data", 4, 24, seed=3, size=128, num_dates=3,
@@ -124,7 +124,7 @@ def cam_run(tiny_cfg, tmp_path_factory) -> tuple[Path, list]:
 def test_gradcam_heat_concentrates_on_the_spots(cam_run):
     """On photos the model did not train on, the mean Grad-CAM heat inside the spot mask must
     clearly exceed the mean outside it (water, neck and unspotted skin)."""
-    from reid.explain import Explainer, heat_inside_outside
+    from reid.explain.gradcam import Explainer, heat_inside_outside
 
     run, photos = cam_run
     explainer = Explainer(run)
@@ -157,7 +157,7 @@ def test_explain_writes_class_and_match_pngs(tiny_run, tiny_data, tmp_path):
 
 
 def test_evaluate_writes_gradcam_examples(screen_run, hybrid_data, tmp_path):
-    from reid.evaluate import evaluate_run
+    from reid.evaluation.evaluate import evaluate_run
 
     m = evaluate_run(screen_run, read_dataset(hybrid_data)[:10], tmp_path / "ev",
                      progress=False, gradcam_examples=3)  # fmt: skip

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reid.errors import ReIDError
-from reid.frames import extract_frames, recording_time
+from reid.io.frames import extract_frames, recording_time
 
 cv2 = pytest.importorskip("cv2")
 
@@ -63,7 +63,7 @@ def test_dates_are_in_the_survey_time_zone(tmp_path):
     _stamp(video, datetime(2025, 8, 20, 21, 30, 0, tzinfo=timezone.utc))  # 06:30 next day, JST
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from reid.cli.main import app
 
     result = CliRunner().invoke(app, ["frames", str(video), "--out", str(tmp_path / "f"),
                                       "--utc-offset", "9", "--quiet"])  # fmt: skip
@@ -137,7 +137,7 @@ def test_bad_rate_and_foreign_manifest_are_named(tmp_path):
 def test_cli_frames_writes_the_manifest_and_fails_on_a_bad_video(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from reid.cli.main import app
 
     video = _video(tmp_path / "clip.mp4", seconds=1.0)
     runner = CliRunner()
@@ -146,7 +146,7 @@ def test_cli_frames_writes_the_manifest_and_fails_on_a_bad_video(tmp_path):
     assert result.exit_code == 0, result.output
     rows = _rows(tmp_path / "f" / "manifest.csv")
     assert len(rows) == 5 and {r["individual"] for r in rows} == {"JGS001"}
-    from reid.data import read_dataset  # the manifest is a training dataset as it stands
+    from reid.io.datasets import read_dataset  # the manifest is a training dataset as it stands
 
     samples = read_dataset(tmp_path / "f" / "manifest.csv")
     assert len(samples) == 5 and {s.sighting for s in samples} == {"clip"}

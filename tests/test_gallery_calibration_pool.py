@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gallery import Gallery
-from gallery.calibration import unknown_pool
-from gallery.synthetic import fake_photos, random_unit_vectors, records_for
+from reid.gallery import Gallery
+from reid.gallery.calibration import unknown_pool
+from reid.gallery.synthetic import fake_photos, random_unit_vectors, records_for
 
 DIM, FP = 32, "model-A"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery import Gallery, ImageRecord
-from gallery.faults import ENV_VAR
-from gallery.synthetic import fake_photos, random_unit_vectors, records_for
+from reid.gallery import Gallery, ImageRecord
+from reid.gallery.faults import ENV_VAR
+from reid.gallery.synthetic import fake_photos, random_unit_vectors, records_for
 
 FP = "model-A"
 DIM = 16
@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = f"""
 import sys
 from pathlib import Path
-from gallery import Gallery
-from gallery.synthetic import fake_photos, random_unit_vectors, records_for
+from reid.gallery import Gallery
+from reid.gallery.synthetic import fake_photos, random_unit_vectors, records_for
 directory, photos, seed, num, batches = sys.argv[1], Path(sys.argv[2]), *map(int, sys.argv[3:])
 gallery = Gallery.open(directory)
 paths = fake_photos(photos, num, seed=seed)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gallery import GalleryError, VectorIndex
-from gallery.index import check_factory
-from gallery.synthetic import clustered_embeddings, random_unit_vectors
+from reid.gallery import GalleryError, VectorIndex
+from reid.gallery.index import check_factory
+from reid.gallery.synthetic import clustered_embeddings, random_unit_vectors
 
 
 def brute_force(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

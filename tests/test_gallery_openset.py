@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gallery import GalleryError, validate_individual_id
-from gallery.openset import (
+from reid.gallery import GalleryError, validate_individual_id
+from reid.gallery.openset import (
     first_per_label,
     individual_scores,
     is_new,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid.data import Sample, load_images
 from reid.errors import ImageLoadError
-from reid.imageio import load_image, prepare_image
+from reid.io.datasets import Sample, load_images
+from reid.io.images import load_image, prepare_image
 
 
 def _save(img: Image.Image, path, **kw):

@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid.checkpoint import load_checkpoint, read_classes
 from reid.config import from_dict, to_dict
-from reid.data import Sample, read_dataset
 from reid.errors import ReIDError
-from reid.loio import (
+from reid.evaluation.loio import (
     LoioSettings,
     _Accumulator,
     _EvalSet,
@@ -25,6 +23,8 @@ from reid.loio import (
     score_vectors,
     split_enroll_query,
 )
+from reid.features.checkpoint import load_checkpoint, read_classes
+from reid.io.datasets import Sample, read_dataset
 
 
 def _samples(n_ind: int, n_sightings: int, per_sighting: int = 1) -> list[Sample]:
@@ -148,7 +148,7 @@ def test_paired_bootstrap_resamples_whole_clusters():
 
 
 def test_pooled_tpr_resolves_rates_one_fold_cannot():
-    from reid.loio import _pooled_tpr
+    from reid.evaluation.loio import _pooled_tpr
 
     # 10 folds of 10 unknowns each (scores 0..0.99) and the same 100 knowns (0.5..1.49):
     # one fold allows no false match at 1 % or 5 %; 100 pooled unknowns allow 1 and 5
@@ -166,7 +166,7 @@ def test_pooled_tpr_resolves_rates_one_fold_cannot():
 
 @pytest.fixture(scope="module")
 def loio_manifest(tmp_path_factory) -> Path:
-    from reid.synth import synthesize
+    from reid.synthetic.salamanders import synthesize
 
     out = tmp_path_factory.mktemp("loio")
     return synthesize(out, 6, 6, seed=5, size=64, num_dates=3, progress=False)
@@ -262,7 +262,7 @@ def test_bad_mode_is_named(tiny_cfg, loio_data, tmp_path):
 def test_cli_benchmark_loio_writes_tables_and_roc(loio_manifest, tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from reid.cli.main import app
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     args = ["benchmark", "loio", str(loio_manifest), "--out", str(tmp_path / "o"), "--config",
@@ -279,16 +279,16 @@ def test_cli_benchmark_loio_writes_tables_and_roc(loio_manifest, tmp_path):
 def test_with_learned_whitening_the_frozen_baseline_is_whitened_on_trained_animals_only(
     tiny_cfg, loio_data, tmp_path, monkeypatch
 ):
-    import reid.whiten
+    import reid.features.whiten
 
     fitted: list[set] = []
-    real_fit = reid.whiten.fit_whitening
+    real_fit = reid.features.whiten.fit_whitening
 
     def spy(features, labels, dim, shrinkage=0.1):
         fitted.append(set(labels))
         return real_fit(features, labels, dim, shrinkage)
 
-    monkeypatch.setattr(reid.whiten, "fit_whitening", spy)
+    monkeypatch.setattr(reid.features.whiten, "fit_whitening", spy)
     cfg = _quick(tiny_cfg)
     cfg.model.whitening = "learned"
     settings = LoioSettings(

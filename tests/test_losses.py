@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from reid.config import LossConfig
-from reid.losses import build_loss, imprint_centres
-from reid.model import ReIDOutput
+from reid.features.model import ReIDOutput
+from reid.training.losses import build_loss, imprint_centres
 
 
 def _clusters(classes: int = 12, per: int = 5, dim: int = 16, seed: int = 0):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reid.metrics import classification_metrics
+from reid.evaluation.metrics import classification_metrics
 
 
 def test_metrics_equal_hand_computed_values():

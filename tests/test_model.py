@@ -7,12 +7,12 @@ import pytest
 import timm
 import torch
 
-from reid.backbone import build_backbone, convert_lite_state_dict, load_offline_state_dict
-from reid.checkpoint import load_checkpoint, save_checkpoint
 from reid.config import load_config
 from reid.errors import ReIDError
-from reid.losses import build_loss
-from reid.model import ReIDModel, ReIDOutput, build_model
+from reid.features.backbone import build_backbone, convert_lite_state_dict, load_offline_state_dict
+from reid.features.checkpoint import load_checkpoint, save_checkpoint
+from reid.features.model import ReIDModel, ReIDOutput, build_model
+from reid.training.losses import build_loss
 
 # ImageNet classes 281-285 are tabby, tiger cat, Persian, Siamese and Egyptian cat
 CAT_CLASSES = set(range(281, 286))
@@ -136,7 +136,7 @@ def test_model_normalises_inside(tiny_cfg):
 
 
 def test_scripted_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_cfg, tmp_path):
-    from reid.checkpoint import SCRIPTED_NAME, save_scripted
+    from reid.features.checkpoint import SCRIPTED_NAME, save_scripted
 
     model = build_model(tiny_cfg, num_classes=3).eval()
     fp = save_checkpoint(tmp_path / "model.pt", model, tiny_cfg, ["a", "b", "c"])
@@ -157,8 +157,8 @@ def test_scripted_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_
 
 
 def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_path):
-    from reid.checkpoint import SCRIPTED_NAME, fingerprint, save_scripted
     from reid.config import from_dict, to_dict
+    from reid.features.checkpoint import SCRIPTED_NAME, fingerprint, save_scripted
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.photo_norm = "per_photo"
@@ -184,8 +184,8 @@ def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_
 
 
 def test_grid_pooling_keeps_where_a_pattern_is_and_survives_a_round_trip(tiny_cfg, tmp_path):
-    from reid.checkpoint import SCRIPTED_NAME, save_scripted
     from reid.config import from_dict, to_dict
+    from reid.features.checkpoint import SCRIPTED_NAME, save_scripted
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.pooling = "grid2x2"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reid.metrics import openset_metrics, openset_scores, softmax_openset_metrics
+from reid.evaluation.metrics import openset_metrics, openset_scores, softmax_openset_metrics
 
 # 3 gallery images of 2 individuals; 5 queries: a, b, b known, c and d unknown (not in gallery)
 GALLERY = ["a", "a", "b"]

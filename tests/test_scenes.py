@@ -4,7 +4,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from reid.scenes import read_scene_heads, synthesize_scenes
+from reid.synthetic.scenes import read_scene_heads, synthesize_scenes
 
 
 def test_scenes_have_yolo_labels_matching_their_heads(tmp_path):
@@ -62,7 +62,7 @@ def test_scenes_are_reproducible(tmp_path):
 def test_cli_synth_scenes(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from reid.cli.main import app
 
     result = CliRunner().invoke(app, ["synth", str(tmp_path), "--individuals", "2",
                                       "--images-per", "2", "--scenes", "--quiet"])  # fmt: skip

@@ -1,4 +1,5 @@
-"""Behaviour of the synthetic salamander generator (reid.synth); small images, a few seconds."""
+"""Behaviour of the synthetic salamander generator (reid.synthetic.salamanders): small images,
+a few seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid.synth import (
+from reid.synthetic.salamanders import (
     CONDITIONS,
     MANIFEST_COLUMNS,
     make_pattern,

@@ -8,14 +8,14 @@ import shutil
 
 import pytest
 
-from reid.checkpoint import load_checkpoint
 from reid.config import load_config
-from reid.data import Sample, read_dataset
-from reid.embed import Embedder
 from reid.errors import ReIDError
-from reid.evaluate import evaluate_run
-from reid.protocol import run_condition_protocol
-from reid.train import train
+from reid.evaluation.evaluate import evaluate_run
+from reid.evaluation.lighting import run_condition_protocol
+from reid.features.checkpoint import load_checkpoint
+from reid.features.embedder import Embedder
+from reid.io.datasets import Sample, read_dataset
+from reid.training.loop import train
 
 
 def _scratch_cfg(*overrides: str):
@@ -121,7 +121,7 @@ def test_condition_protocol_gives_one_row_per_condition_plus_mixed(tiny_cfg, tin
 
 
 def test_hold_out_individuals_is_seeded_and_bounded():
-    from reid.train import hold_out_individuals
+    from reid.training.loop import hold_out_individuals
 
     samples = [
         Sample(path=f"{i}_{k}.jpg", individual=f"ind{i:02d}") for i in range(10) for k in range(3)
@@ -160,9 +160,9 @@ def test_resume_refuses_a_changed_config_or_dataset(tiny_cfg, tiny_data, tiny_ru
 def test_backbone_lr_scale_gives_the_backbone_its_own_rate(tiny_cfg):
     from dataclasses import replace
 
-    from reid.losses import build_loss
-    from reid.model import build_model
-    from reid.train import _param_groups
+    from reid.features.model import build_model
+    from reid.training.loop import _param_groups
+    from reid.training.losses import build_loss
 
     model = build_model(tiny_cfg, 3, pretrained="none")
     loss_fn = build_loss(tiny_cfg.loss, 3, tiny_cfg.model.embedding_dim)
@@ -184,10 +184,10 @@ def test_freeze_bn_stats_keeps_the_pretrained_statistics_while_weights_learn(
 
     import torch
 
-    from reid.checkpoint import load_checkpoint
-    from reid.data import read_dataset
-    from reid.model import build_model
-    from reid.train import train
+    from reid.features.checkpoint import load_checkpoint
+    from reid.features.model import build_model
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, epochs=1, freeze_bn_stats=freeze))
     logs: list[str] = []
@@ -213,8 +213,8 @@ def test_freeze_bn_stats_keeps_the_pretrained_statistics_while_weights_learn(
 def test_a_run_saved_before_newer_config_keys_still_resumes(tiny_cfg, tiny_data, tmp_path):
     import torch
 
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     samples = read_dataset(tiny_data)
     train(tiny_cfg, samples, tmp_path / "run", progress=False, log=lambda _: None)
@@ -232,7 +232,7 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_model(
     import torch
 
     from reid.config import from_dict, to_dict
-    from reid.train import _Loop
+    from reid.training.loop import _Loop
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.train.epochs = 3

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reid.checkpoint import load_checkpoint
 from reid.errors import ReIDError
-from reid.whiten import fit_whitening, install
+from reid.features.checkpoint import load_checkpoint
+from reid.features.whiten import fit_whitening, install
 
 
 def _animals(rng: np.random.Generator, n_ids: int, per: int, offset: int = 0):
@@ -80,7 +80,7 @@ def test_whitening_refuses_what_it_cannot_fit():
 
 
 def test_installed_head_computes_the_whitening_exactly(tiny_cfg):
-    from reid.model import build_model
+    from reid.features.model import build_model
 
     model = build_model(tiny_cfg, 3).eval()
     images = torch.rand(12, 3, 64, 64)
@@ -99,9 +99,9 @@ def test_installed_head_computes_the_whitening_exactly(tiny_cfg):
 
 def test_training_with_learned_whitening_saves_it_in_the_checkpoint(tiny_cfg, tiny_data, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.data import read_dataset
-    from reid.embed import Embedder
-    from reid.train import train
+    from reid.features.embedder import Embedder
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.whitening = "learned"
@@ -131,7 +131,7 @@ def test_training_with_learned_whitening_saves_it_in_the_checkpoint(tiny_cfg, ti
 
 
 def test_installed_with_features_the_head_gives_the_same_vectors_in_training_mode(tiny_cfg):
-    from reid.model import build_model
+    from reid.features.model import build_model
 
     model = build_model(tiny_cfg, 3).eval()
     images = torch.rand(24, 3, 64, 64)
@@ -153,8 +153,8 @@ def test_installed_with_features_the_head_gives_the_same_vectors_in_training_mod
 
 def test_head_init_whitening_fits_the_heads_before_fine_tuning(tiny_cfg, tiny_data, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.train.head_init = "whitening"
@@ -169,8 +169,8 @@ def test_head_init_whitening_fits_the_heads_before_fine_tuning(tiny_cfg, tiny_da
 
 def test_resuming_a_finished_whitened_run_keeps_its_model(tiny_cfg, tiny_data, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.whitening = "learned"
@@ -187,8 +187,8 @@ def test_resuming_a_finished_whitened_run_keeps_its_model(tiny_cfg, tiny_data, t
 
 def test_head_init_with_a_triplet_loss_fits_the_classifier_alone(tiny_cfg, tiny_data, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.train.head_init, cfg.loss.metric, cfg.train.epochs = "whitening", "triplet", 1
@@ -203,8 +203,8 @@ def test_whitening_without_two_photos_of_any_animal_is_refused_before_training(
     tiny_cfg, tiny_data, tmp_path
 ):
     from reid.config import from_dict, to_dict
-    from reid.data import read_dataset
-    from reid.train import train
+    from reid.io.datasets import read_dataset
+    from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.whitening, cfg.data.val_fraction = "learned", 0.0

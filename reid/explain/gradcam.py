@@ -26,10 +26,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reid.checkpoint import LoadedModel, load_checkpoint
-from reid.crop import Box
+from reid.detect.crop import Box
 from reid.device import resolve_device, to_tensor_batch
-from reid.imageio import load_image, prepare_image
+from reid.features.checkpoint import LoadedModel, load_checkpoint
+from reid.io.images import load_image, prepare_image
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def _panel(fig, ax_photo, ax_heat, photo: np.ndarray, heat: np.ndarray, caption:
 
 
 def _save(fig, out: str | Path) -> Path:
-    from reid.plots import plt
+    from reid.evaluation.plots import plt
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def plot_explanation(
 ) -> Path:  # fmt: skip
     """PNG: the photo (or its crop) and the heat over it, with a colour bar; the title says the
     decision and its probability."""
-    from reid.plots import plt
+    from reid.evaluation.plots import plt
 
     photo, heat = _as_shown(path, box, explanation.heat)
     fig, axes = plt.subplots(1, 2, figsize=(8.2, 4.2))
@@ -223,7 +223,7 @@ def plot_match_explanation(
 ) -> Path:
     """PNG, two rows: the query and what drove its similarity to the gallery photo; the gallery
     photo and what drove its similarity to the query. Title: decision and similarity."""
-    from reid.plots import plt
+    from reid.evaluation.plots import plt
 
     fig, axes = plt.subplots(2, 2, figsize=(8.2, 8.0))
     for row, (path, box, exp, who) in enumerate(

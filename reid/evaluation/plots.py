@@ -64,7 +64,7 @@ def plot_match_sheet(
     shown cut to the region that was identified: ``query_box`` for the query, ``boxes[image_id]``
     for gallery photos (None: the whole photo).
     """
-    from reid.imageio import load_image
+    from reid.io.images import load_image
 
     def shown(file: Path, box) -> Image.Image:
         img = load_image(file)

@@ -1,7 +1,7 @@
 """Category screening (e.g. native Japanese giant salamander vs hybrid with the Chinese one).
 
-A screen is an ordinary run trained by :func:`reid.train.train` with ``data.label_column`` set to
-a manifest column such as ``population`` (``configs/hybrid.yaml``); its classifier head gives
+A screen is an ordinary run trained by :func:`reid.training.loop.train` with
+``data.label_column`` set to a manifest column such as ``population`` (``configs/hybrid.yaml``); its classifier head gives
 each photo's category probabilities. Training validates it on whole individuals it never saw.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from reid.crop import Box
-from reid.embed import Embedder
+from reid.detect.crop import Box
 from reid.errors import ReIDError
+from reid.features.embedder import Embedder
 
 
 @dataclass
@@ -75,7 +75,7 @@ def screen_photos(
 ) -> list[ScreenRow]:
     """Screen photos; with a ``detector`` every head found is screened on its own (only the
     most confident with ``best``) and a photo with no head gives a row saying so."""
-    from reid.detect import Query, head_queries
+    from reid.detect.detector import Query, head_queries
 
     queries = (
         head_queries(detector, photos, best=best, progress=progress)

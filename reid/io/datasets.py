@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from reid.crop import parse_box
+from reid.detect.crop import parse_box
 from reid.errors import ImageLoadError, ReIDError
-from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, try_prepare_image
+from reid.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, try_prepare_image
 
 STANDARD_COLUMNS = ("date", "time", "condition", "location", "side", "sighting")
 

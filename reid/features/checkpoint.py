@@ -17,8 +17,8 @@ import torch
 from reid.config import Config, from_dict, to_dict
 from reid.errors import ReIDError
 
-if TYPE_CHECKING:  # reid.model imports timm, which takes ~1.5 s: not on the matching path
-    from reid.model import ReIDModel
+if TYPE_CHECKING:  # reid.features.model imports timm, which takes ~1.5 s: not on the matching path
+    from reid.features.model import ReIDModel
 
 FORMAT = "reid-checkpoint/1"
 BEST_NAME = "model.pt"  # the checkpoint users point at: best validation loss
@@ -136,7 +136,7 @@ def load_checkpoint(
         _load_scripted(file.parent / SCRIPTED_NAME, payload["fingerprint"]) if scripted else None
     )
     if model is None:
-        from reid.model import build_model
+        from reid.features.model import build_model
 
         model = build_model(cfg, len(payload["classes"]), pretrained="none")
         state = payload["model_state"]

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reid.data import Sample
-from reid.embed import Embedder
 from reid.errors import ReIDError
-from reid.metrics import classification_metrics
-from reid.plots import plot_confusion
+from reid.evaluation.metrics import classification_metrics
+from reid.evaluation.plots import plot_confusion
+from reid.features.embedder import Embedder
+from reid.io.datasets import Sample
 
 
 def evaluate_run(
@@ -72,7 +72,7 @@ def _gradcam_examples(
 ) -> list[str]:
     """Heat maps of the predicted class for a few photos: the errors first, then one correct
     photo per true label in turn, so every class is seen."""
-    from reid.explain import Explainer, plot_explanation
+    from reid.explain.gradcam import Explainer, plot_explanation
 
     wrong = [i for i in range(len(used)) if truth[i] != pred[i]]
     right: list[int] = []

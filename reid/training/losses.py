@@ -7,7 +7,7 @@ from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
 from reid.config import LossConfig
-from reid.model import ReIDOutput
+from reid.features.model import ReIDOutput
 
 
 class ReIDLoss(nn.Module):

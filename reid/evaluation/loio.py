@@ -46,14 +46,14 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from gallery.openset import l2_normalize, loo_trials, threshold_for_fmr
-from reid.checkpoint import LoadedModel, load_checkpoint
 from reid.config import Config, from_dict, to_dict
-from reid.data import Sample
-from reid.embed import Embedder
 from reid.errors import ReIDError
-from reid.metrics import openset_metrics, softmax_openset_metrics
-from reid.train import train
+from reid.evaluation.metrics import openset_metrics, softmax_openset_metrics
+from reid.features.checkpoint import LoadedModel, load_checkpoint
+from reid.features.embedder import Embedder
+from reid.gallery.openset import l2_normalize, loo_trials, threshold_for_fmr
+from reid.io.datasets import Sample
+from reid.training.loop import train
 
 MODES = ("fast", "retrain")
 REFERENCE = "frozen backbone"  # the baseline every other method is paired with
@@ -437,8 +437,8 @@ def _frozen(
     """The frozen pretrained backbone's pooled features; with model.whitening=learned (and
     ``train_rows``), also those features whitened as ours is, fitted on the same training photos'
     ``labels``: what the whitening alone gives, without any fine-tuning."""
-    from reid.model import build_model
-    from reid.whiten import fit_whitening
+    from reid.features.model import build_model
+    from reid.features.whiten import fit_whitening
 
     model = build_model(cfg, 1).eval()
     loaded = LoadedModel(model, ["-"], cfg, "frozen", Path("."), {})

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid.backbone import build_backbone
 from reid.config import Config
 from reid.errors import ReIDError
+from reid.features.backbone import build_backbone
 
 PHOTO_MEAN, PHOTO_STD = 0.45, 0.25  # target brightness and contrast of model.photo_norm=per_photo
 

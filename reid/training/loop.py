@@ -22,8 +22,10 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from reid.augment import build_augment
-from reid.checkpoint import (
+from reid.config import Config, from_dict, save_config, to_dict
+from reid.device import resolve_device, to_tensor_batch
+from reid.errors import ReIDError
+from reid.features.checkpoint import (
     BEST_NAME,
     LAST_NAME,
     SCRIPTED_NAME,
@@ -31,15 +33,13 @@ from reid.checkpoint import (
     save_checkpoint,
     save_scripted,
 )
-from reid.config import Config, from_dict, save_config, to_dict
-from reid.data import Sample, load_images, split_by_sighting, split_category_by_individual
-from reid.device import resolve_device, to_tensor_batch
-from reid.errors import ReIDError
-from reid.losses import ReIDLoss, build_loss, imprint_centres
-from reid.model import ReIDModel, ReIDOutput, build_model
+from reid.features.model import ReIDModel, ReIDOutput, build_model
+from reid.io.datasets import Sample, load_images, split_by_sighting, split_category_by_individual
+from reid.training.augment import build_augment
+from reid.training.losses import ReIDLoss, build_loss, imprint_centres
 
-if TYPE_CHECKING:  # reid.whiten is imported only by runs that use it
-    from reid.whiten import Whitening
+if TYPE_CHECKING:  # reid.features.whiten is imported only by runs that use it
+    from reid.features.whiten import Whitening
 
 
 @dataclass
@@ -228,7 +228,7 @@ def _fit_whitening(
 ) -> tuple[np.ndarray, Whitening]:
     """Pooled features (N, F) of the unaugmented training photos, and the learned whitening
     fitted on them with their identities."""
-    from reid.whiten import fit_whitening
+    from reid.features.whiten import fit_whitening
 
     feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
     labels = [data.classes[i] for i in data.train.labels]
@@ -242,7 +242,7 @@ def _whiten_best(
 ) -> None:  # fmt: skip
     """model.whitening=learned: the best checkpoint's embedding head becomes the learned
     whitening of its pooled features, fitted on the (unaugmented) training photos."""
-    from reid.whiten import install
+    from reid.features.whiten import install
 
     payload = torch.load(out_dir / BEST_NAME, map_location="cpu", weights_only=True)
     if "whitening" in payload:  # a resumed run whose best epoch was whitened already: keep it
@@ -272,7 +272,7 @@ def _probe_heads(
     pretrained features of the (unaugmented) training photos; ArcFace class centres start at
     their classes' mean embeddings; then the classifier and the loss's own parameters learn on
     those fixed features (full batch, Adam)."""
-    from reid.whiten import install
+    from reid.features.whiten import install
 
     feats, w = _fit_whitening(model, cfg, data, device, progress)
     install(model, w, feats)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reid.checkpoint import LoadedModel, load_checkpoint
-from reid.crop import Box
+from reid.detect.crop import Box
 from reid.device import resolve_device, to_tensor_batch
 from reid.errors import ImageLoadError
-from reid.imageio import try_prepare_image
+from reid.features.checkpoint import LoadedModel, load_checkpoint
+from reid.io.images import try_prepare_image
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from reid.config import Config
-from reid.data import Sample
 from reid.errors import ReIDError
-from reid.evaluate import evaluate_run
-from reid.train import train
+from reid.evaluation.evaluate import evaluate_run
+from reid.io.datasets import Sample
+from reid.training.loop import train
 
 
 def run_condition_protocol(

@@ -16,8 +16,8 @@ A detector folder, written by :func:`train_detector` (``reid detect train``)::
     DIR/train/           ultralytics' own run folder (results.csv, last.pt, args.yaml)
 
 Boxes are ``(x1, y1, x2, y2)`` integer pixels in the upright photo (EXIF orientation applied,
-as :func:`reid.imageio.load_image` gives it), so the same box crops the same pixels when the
-photo is embedded later. The crop around a head follows :func:`reid.crop.crop_box`.
+as :func:`reid.io.images.load_image` gives it), so the same box crops the same pixels when the
+photo is embedded later. The crop around a head follows :func:`reid.detect.crop.crop_box`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from reid.crop import Box, crop_box
-from reid.data import Sample
+from reid.detect.crop import Box, crop_box
 from reid.errors import ImageLoadError, ReIDError
-from reid.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image
+from reid.io.datasets import Sample
+from reid.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image
 
 DEFAULT_ARCHITECTURE = "yolov5nu.yaml"
 DETECTOR_FILE = "detector.pt"

@@ -13,7 +13,7 @@ triplet, ArcFace or supervised-contrastive losses on the same features did not b
 features (benchmarks/results/probe_nyala.md).
 
 ``fit_whitening(features, labels, dim)`` -> :class:`Whitening`; ``install(model, whitening)``
-writes it into a :class:`~reid.model.ReIDModel`'s embedding head (its Linear and BatchNorm
+writes it into a :class:`~reid.features.model.ReIDModel`'s embedding head (its Linear and BatchNorm
 layers), so checkpoints, the TorchScript copy, galleries and every caller use it unchanged.
 """
 

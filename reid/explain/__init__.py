@@ -1,0 +1,1 @@
+"""Looking inside: Grad-CAM overlays and the native-vs-hybrid screen."""
