@@ -1,7 +1,8 @@
 """Calibrate a gallery's open-set threshold: read its rows, run the trials, store the result.
 
 The maths lives in :mod:`reid.gallery.openset`; this module checks that the gallery can be
-calibrated at all, samples queries for large galleries and records the outcome in settings and audit log.
+calibrated at all, samples queries for large galleries and records the outcome in settings and audit
+log.
 """
 
 from __future__ import annotations

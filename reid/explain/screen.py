@@ -1,7 +1,7 @@
 """Category screening (e.g. native Japanese giant salamander vs hybrid with the Chinese one).
 
-A screen is an ordinary run trained by :func:`reid.training.loop.train` with
-``data.label_column`` set to a manifest column such as ``population`` (``configs/hybrid.yaml``); its classifier head gives
+A screen is an ordinary run trained by :func:`reid.training.loop.train` with ``data.label_column``
+set to a manifest column such as ``population`` (``configs/hybrid.yaml``); its classifier head gives
 each photo's category probabilities. Training validates it on whole individuals it never saw.
 """
 

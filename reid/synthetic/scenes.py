@@ -1,9 +1,9 @@
 """Synthetic field scenes: salamander heads in larger underwater-looking pictures, with labels.
 
-Field photos are whole scenes: a head somewhere in murky water among rocks, sticks and glare,
-at any scale, sometimes partly hidden. This module pastes heads drawn by
-:mod:`reid.synthetic.salamanders` (the same individuals, the same spot patterns) into such scenes and writes what a detector trains on,
-in the YOLO format labelImg writes:
+Field photos are whole scenes: a head somewhere in murky water among rocks, sticks and glare, at any
+scale, sometimes partly hidden. This module pastes heads drawn by :mod:`reid.synthetic.salamanders`
+(the same individuals, the same spot patterns) into such scenes and writes what a detector trains
+on, in the YOLO format labelImg writes:
 
     out_dir/images/{train,val}/<stem>.jpg      the scenes
     out_dir/labels/{train,val}/<stem>.txt      one line per head: ``0 cx cy w h`` (0-1)
@@ -74,9 +74,9 @@ def synthesize_scenes(
 ) -> Path:
     """Write ``num_individuals * scenes_per`` scenes (plus the empty ones) and return data.yaml.
 
-    Scene j of individual i shows the photo the head generator would give for its j-th shot
-    (same date and light as :func:`reid.synthetic.salamanders.synthesize`), pasted at a side
-    of ``head_scale`` times the scene's shorter side. ``width`` x ``height`` pixels, JPEG quality 90.
+    Scene j of individual i shows the photo the head generator would give for its j-th shot (same
+    date and light as :func:`reid.synthetic.salamanders.synthesize`), pasted at a side of
+    ``head_scale`` times the scene's shorter side. ``width`` x ``height`` pixels, JPEG quality 90.
     """
     if num_individuals < 1 or scenes_per < 1 or min(width, height) < 128:
         raise ReIDError(
