@@ -37,6 +37,8 @@ ModelOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
+UserOpt = Annotated[str | None, typer.Option(help="Name for the audit log (default: login).")]
 
 
 def user_errors(func):

@@ -1,4 +1,5 @@
-"""``reid enroll``, ``reid match``, ``reid calibrate`` and ``reid gallery ...``."""
+"""``reid enroll``, ``reid match`` and ``reid calibrate``; ``reid gallery ...`` is in
+``gallery_admin_cmds``."""
 
 from __future__ import annotations
 
@@ -14,19 +15,15 @@ from reid.cli.common import (
     BestOpt,
     DetectorOpt,
     DeviceOpt,
+    GalleryArg,
     ModelOpt,
     QuietOpt,
+    UserOpt,
     app,
     detector_or_none,
     photos_or_fail,
     user_errors,
 )
-
-gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
-app.add_typer(gallery_app, name="gallery")
-
-GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
-UserOpt = Annotated[str | None, typer.Option(help="Name for the audit log (default: login).")]
 
 
 @app.command()
@@ -61,12 +58,12 @@ def enroll(
     head is found (or several, without --best) is reported and not enrolled."""
     from reid.errors import ReIDError
     from reid.features.embedder import Embedder
-    from reid.io.datasets import Sample, read_dataset
+    from reid.io.datasets import ImageRecord, read_dataset
     from reid.pipeline import enroll_samples, expand_photos, open_gallery
 
     if individual is not None:
         samples = [
-            Sample(path=p, individual=individual, date=date, location=location)
+            ImageRecord(path=p, individual=individual, date=date, location=location)
             for p in expand_photos(sources)
         ]
     elif len(sources) == 1:
@@ -133,43 +130,40 @@ def match(
 
     With --detector each head found is identified on its own (photo.jpg#1, #2 ...; only the
     most confident with --best); a photo with no head gets the row "no head found"."""
-    from reid.errors import ReIDError
     from reid.features.embedder import Embedder
-    from reid.pipeline import match_photos, open_gallery
+    from reid.pipeline import MatchOptions, match_photos, open_gallery, write_match_sheets
 
     paths = photos_or_fail(photos, "match", format)
     embedder = Embedder.from_run(model, device)
-    heads = detector_or_none(detector, device, model)
-    screener = None
-    if screen is not None:
-        from reid.explain.screen import check_screen
-
-        screener = Embedder.from_run(screen, device)
-        check_screen(screener, screen)
+    options = MatchOptions(
+        top_k=top_k,
+        enroll_new=enroll_new,
+        user=user,
+        progress=not quiet,
+        detector=detector_or_none(detector, device, model),
+        best=best,
+        screener=_screener(screen, device),
+    )
     with open_gallery(gallery, embedder, create=False) as g:
-        if enroll_new and not g.info()["calibrated"]:
-            raise ReIDError(
-                f"--enroll-new needs a calibrated threshold: run `reid calibrate {gallery}` "
-                "first, or every photo would be matched to its nearest individual."
-            )
-        rows = match_photos(
-            g,
-            paths,
-            embedder,
-            top_k=top_k,
-            enroll_new=enroll_new,
-            user=user,
-            progress=not quiet,
-            detector=heads,
-            best=best,
-            screener=screener,
-        )
+        rows = match_photos(g, paths, embedder, options)
         info = g.info()
-        boxes = {im.image_id: im.box for im in g.images()} if sheet is not None else {}
+        if sheet is not None:
+            write_match_sheets(rows, sheet, g)
     typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
     if sheet is not None:
-        _write_sheets(rows, sheet, boxes)
         typer.echo(f"match sheets: {sheet}", err=format != "table")
+
+
+def _screener(screen: Path | None, device: str):
+    """The screen run named by --screen, checked to be a category screen; or None."""
+    if screen is None:
+        return None
+    from reid.explain.screen import check_screen
+    from reid.features.embedder import Embedder
+
+    screener = Embedder.from_run(screen, device)
+    check_screen(screener, screen)
+    return screener
 
 
 def _calibration_line(info: dict[str, Any]) -> str:
@@ -318,23 +312,6 @@ def _json(rows, info: dict[str, Any]) -> str:
     )
 
 
-def _write_sheets(rows, sheet_dir: Path, boxes: dict[int, Any]) -> None:
-    from reid.evaluation.plots import plot_match_sheet
-
-    sheet_dir.mkdir(parents=True, exist_ok=True)
-    for k, row in enumerate(rows):
-        if row.match is not None:
-            name = row.path.stem + (f"_head{row.head}" if row.heads > 1 else "")
-            plot_match_sheet(
-                row.path,
-                row.match,
-                sheet_dir / f"{k:04d}_{name}.png",
-                query_box=row.box,
-                boxes=boxes,
-                label=row.label,
-            )
-
-
 @app.command()
 @user_errors
 def calibrate(
@@ -375,127 +352,3 @@ def calibrate(
             trained_individuals=trained,
         )
         typer.echo(_calibration_line(g.info()))
-
-
-@gallery_app.command("info")
-@user_errors
-def info_cmd(gallery: GalleryArg) -> None:
-    """Counts, model fingerprint, index and calibration."""
-    from reid.gallery import Gallery
-
-    with Gallery.open(gallery) as g:
-        typer.echo(json.dumps(g.info(), indent=2))
-
-
-@gallery_app.command("list")
-@user_errors
-def list_cmd(gallery: GalleryArg) -> None:
-    """Every individual with its number of photos and first/last date."""
-    from reid.gallery import Gallery
-
-    typer.echo(f"{'individual':<24} {'photos':>6}  {'first':<10}  {'last':<10}")
-    with Gallery.open(gallery) as g:
-        summaries = g.individuals()
-    for s in summaries:
-        typer.echo(f"{s.individual:<24} {s.num_images:>6}  {s.first_date:<10}  {s.last_date:<10}")
-
-
-@gallery_app.command("show")
-@user_errors
-def show_cmd(gallery: GalleryArg, individual: str) -> None:
-    """The photos of one individual."""
-    from reid.gallery import Gallery
-
-    with Gallery.open(gallery) as g:
-        images = g.images(individual)
-    for im in images:
-        typer.echo(
-            f"{im.image_id:>6}  {im.date:<10} {im.time:<5} {im.condition:<10} "
-            f"{im.location:<12} {im.source_path}"
-        )
-
-
-@gallery_app.command("rename")
-@user_errors
-def rename_cmd(gallery: GalleryArg, old: str, new: str, user: UserOpt = None) -> None:
-    """Give an individual another id."""
-    from reid.gallery import Gallery
-
-    with Gallery.open(gallery) as g:
-        g.rename(old, new, user=user)
-    typer.echo(f"renamed {old} -> {new}")
-
-
-@gallery_app.command("merge")
-@user_errors
-def merge_cmd(gallery: GalleryArg, source: str, target: str, user: UserOpt = None) -> None:
-    """Merge SOURCE into TARGET (one animal enrolled under two ids)."""
-    from reid.gallery import Gallery
-
-    with Gallery.open(gallery) as g:
-        g.merge(source, target, user=user)
-    typer.echo(f"merged {source} into {target}")
-
-
-@gallery_app.command("remove")
-@user_errors
-def remove_cmd(
-    gallery: GalleryArg,
-    individual: str,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    user: UserOpt = None,
-) -> None:
-    """Remove an individual with its photos and vectors."""
-    from reid.gallery import Gallery
-
-    if not yes:
-        typer.confirm(f"Remove {individual} and all its photos from {gallery}?", abort=True)
-    with Gallery.open(gallery) as g:
-        g.remove(individual, user=user)
-    typer.echo(f"removed {individual}")
-
-
-@gallery_app.command("export")
-@user_errors
-def export_cmd(
-    gallery: GalleryArg, out: Annotated[Path, typer.Argument(help="CSV to write.")]
-) -> None:
-    """Sightings as CSV (individual, photo, date, time, location, observer ...)."""
-    from reid.gallery import Gallery
-
-    with Gallery.open(gallery) as g:
-        typer.echo(f"wrote {g.export(out)}")
-
-
-@gallery_app.command("reembed")
-@user_errors
-def reembed_cmd(
-    gallery: GalleryArg,
-    model: ModelOpt,
-    user: UserOpt = None,
-    device: DeviceOpt = "auto",
-    quiet: QuietOpt = False,
-) -> None:
-    """Recompute every vector from the stored photos with another model."""
-    from reid.errors import ReIDError
-    from reid.features.embedder import Embedder
-    from reid.gallery import Gallery
-
-    embedder = Embedder.from_run(model, device)
-
-    def embed(paths: list[Path], boxes: list | None = None):
-        result = embedder.embed_paths(paths, boxes, progress=not quiet, desc="re-embedding")
-        if result.failures:
-            e = result.failures[0]
-            raise ReIDError(
-                f"Stored photo {e.path} cannot be read ({e.reason}); nothing was "
-                "changed. Restore the file or remove its individual, then retry."
-            )
-        return result.embeddings
-
-    with Gallery.open(gallery) as g:
-        n = g.reembed(embed, model_fingerprint=embedder.fingerprint, user=user)
-    typer.echo(
-        f"re-embedded {n} photos with model {embedder.fingerprint}; the calibration was "
-        f"cleared: run `reid calibrate {gallery}`"
-    )

@@ -1,4 +1,4 @@
-"""Search side of the toolkit (no torch): gallery store, FAISS index, open-set decision.
+"""Search side of the toolkit (no torch): gallery store, FAISS index, thresholds, decisions.
 
 Typical use::
 
@@ -8,9 +8,15 @@ Typical use::
     report = g.enroll([ImageRecord(Path("a.jpg"), "JGS-001")], vectors, model_fingerprint=fp)
     g.calibrate(target_fmr=0.05)
     match = g.identify(query_vectors, model_fingerprint=fp)[0]   # match.decision: id or "NEW"
+
+``identify`` is ``search`` then ``decide``; call them apart to rescore candidates in between::
+
+    candidates = g.search(query_vectors, model_fingerprint=fp, top_k=5)[0]
+    match = decide(my_rescoring(candidates), g.threshold)
 """
 
 from reid.gallery.core import Gallery
+from reid.gallery.decide import decide, is_new
 from reid.gallery.errors import GalleryError
 from reid.gallery.index import VectorIndex
 from reid.gallery.records import (
@@ -26,6 +32,7 @@ from reid.gallery.records import (
     StoredImage,
     validate_individual_id,
 )
+from reid.gallery.threshold import ThresholdFit, TrialScores, fit_threshold, threshold_for_fmr
 
 __all__ = [
     "NEW",
@@ -40,6 +47,12 @@ __all__ = [
     "IndividualSummary",
     "Match",
     "StoredImage",
+    "ThresholdFit",
+    "TrialScores",
     "VectorIndex",
+    "decide",
+    "fit_threshold",
+    "is_new",
+    "threshold_for_fmr",
     "validate_individual_id",
 ]

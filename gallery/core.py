@@ -1,4 +1,4 @@
-"""The :class:`Gallery`: enroll known individuals, identify query photos, keep it all consistent.
+"""The :class:`Gallery`: enroll known individuals, search and identify queries, stay consistent.
 
 The database is the source of truth; the FAISS index is a cache of it stamped with the database
 ``generation`` it reflects. Writes update and save the index after their commit; readers that
@@ -8,7 +8,6 @@ writer is busy). See ``gallery/store.py`` for the locking and crash-safety rules
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -18,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from reid.gallery import catalog, edits
+from reid.gallery.decide import decide
 from reid.gallery.errors import GalleryError
 from reid.gallery.index import check_factory
 from reid.gallery.keeper import IndexKeeper
-from reid.gallery.matching import build_matches, rank_queries
-from reid.gallery.openset import SCORE_MODES, l2_normalize
+from reid.gallery.openset import check_scoring, l2_normalize
 from reid.gallery.records import (
     Calibration,
+    Candidate,
     EnrollReport,
     ImageRecord,
     IndividualSummary,
@@ -32,7 +32,8 @@ from reid.gallery.records import (
     StoredImage,
     validate_individual_id,
 )
-from reid.gallery.store import Store, file_lock, get_setting, set_setting, utc_now
+from reid.gallery.search import as_matrix, prepare_queries, rank_queries, to_candidates
+from reid.gallery.store import Store, file_lock, get_setting, utc_now
 
 REEMBED_HINT = (
     "run `reid gallery reembed {dir} --model RUN_DIR` to recompute the gallery with this model"
@@ -73,7 +74,7 @@ class Gallery:
         if int(embedding_dim) <= 0:
             raise GalleryError(f"Embedding dimension {embedding_dim} must be a positive integer.")
         check_factory(index_factory, int(embedding_dim), search_params)
-        _check_scoring(score_mode, score_k)
+        check_scoring(score_mode, score_k)
         settings = {
             "model_fingerprint": model_fingerprint,
             "embedding_dim": int(embedding_dim),
@@ -196,7 +197,7 @@ class Gallery:
         records = list(records)
         if not records:
             return EnrollReport([], [], [], [], self.generation)
-        matrix = _as_matrix(embeddings, "enroll")
+        matrix = as_matrix(embeddings, "enroll")
         if len(records) != len(matrix):
             raise GalleryError(
                 f"enroll got {len(records)} photo records but {len(matrix)} embedding rows; "
@@ -217,7 +218,27 @@ class Gallery:
             done.image_ids, done.duplicates, done.failed, done.new_individuals, txn.generation
         )
 
-    # ---------------------------------------------------------------- identify
+    # ---------------------------------------------------------- search, identify
+    def search(
+        self,
+        embeddings: np.ndarray,
+        *,
+        model_fingerprint: str,
+        top_k: int = 5,
+        exclude_image_ids: Iterable[int] | None = None,
+    ) -> list[list[Candidate]]:
+        """The ``top_k`` nearest individuals of each query vector, no threshold applied.
+
+        Args:
+            embeddings: (Q, D) or (D,) float32 query embeddings (normalised here).
+            top_k: number of candidate individuals returned per query.
+            exclude_image_ids: gallery photos to ignore (e.g. the query's own photo).
+        Returns:
+            per query, its candidates best first, scored by cosine similarity in [-1, 1]
+            (``score_mode``: best photo or top-k mean); empty for an empty gallery.
+        """
+        return self._search(embeddings, model_fingerprint, top_k, exclude_image_ids)[0]
+
     def identify(
         self,
         embeddings: np.ndarray,
@@ -226,26 +247,26 @@ class Gallery:
         top_k: int = 5,
         exclude_image_ids: Iterable[int] | None = None,
     ) -> list[Match]:
-        """Answer "who is this?" for each query vector.
-
-        Args:
-            embeddings: (Q, D) or (D,) float32 query embeddings (normalised here).
-            top_k: number of candidate individuals returned per query, best first.
-            exclude_image_ids: gallery photos to ignore (e.g. the query's own photo).
-        Returns:
-            one :class:`Match` per query.
+        """Answer "who is this?" for each query vector: :meth:`search`, then
+        :func:`reid.gallery.decide.decide` at the calibrated threshold (read in the same
+        snapshot as the vectors). Arguments as for :meth:`search`; one :class:`Match` per query.
         """
-        if int(top_k) < 1:
-            raise GalleryError(f"top_k must be at least 1 (got {top_k}).")
-        matrix = _as_matrix(embeddings, "identify")
-        queries, usable = l2_normalize(matrix)
-        if not usable.all():
-            bad = np.flatnonzero(~usable)[:5].tolist()
-            raise GalleryError(f"Query embeddings {bad} are zero or not finite; re-embed them.")
+        found, threshold = self._search(embeddings, model_fingerprint, top_k, exclude_image_ids)
+        return [decide(candidates, threshold) for candidates in found]
+
+    def _search(
+        self,
+        embeddings: np.ndarray,
+        model_fingerprint: str,
+        top_k: int,
+        exclude_image_ids: Iterable[int] | None,
+    ) -> tuple[list[list[Candidate]], float | None]:
+        """Candidates per query and the threshold, both from one database snapshot."""
+        queries = prepare_queries(embeddings, top_k)
         exclude = [int(i) for i in exclude_image_ids or ()]
         with self._mutex:
             with self._store.read() as conn:
-                self.check_model(model_fingerprint, matrix.shape[1])  # in this snapshot
+                self.check_model(model_fingerprint, queries.shape[1])  # in this snapshot
                 view = self._keeper.view(conn)
                 mode = str(get_setting(conn, "score_mode", "max"))
                 score_k = int(get_setting(conn, "score_k", "3"))
@@ -253,15 +274,12 @@ class Gallery:
                 ranked = rank_queries(
                     view, queries, top_k=int(top_k), score_mode=mode, score_k=score_k,
                     exclude_ids=exclude,
-                    vectors_of=lambda names: catalog.vectors_of(conn, names, matrix.shape[1]),
+                    vectors_of=lambda names: catalog.vectors_of(conn, names, queries.shape[1]),
                 )  # fmt: skip
                 paths = catalog.stored_paths(conn, [c[2] for r in ranked for c in r])
             self._keeper.save_if_pending()
-        return build_matches(
-            ranked,
-            None if threshold is None else float(threshold),
-            lambda image_id: self.directory / paths[image_id],
-        )
+        candidates = to_candidates(ranked, lambda image_id: self.directory / paths[image_id])
+        return candidates, None if threshold is None else float(threshold)
 
     # ------------------------------------------------------------- calibration
     def calibrate(
@@ -279,19 +297,19 @@ class Gallery:
 
         ``score_mode``/``score_k`` change how individuals are scored from now on (the threshold
         belongs to the scoring). Above ``max_queries`` photos, that many queries are sampled
-        (seeded). See :func:`reid.gallery.openset.loo_trials` for the trials.
+        (seeded). See :func:`reid.gallery.threshold.loo_trials` for the trials.
         ``trained_individuals``: the ids the embedding model was trained on; when the gallery
         holds at least two others, only those play the never-seen animal (see
-        :func:`reid.gallery.calibration.unknown_pool`), else the result is marked optimistic.
+        :func:`reid.gallery.threshold.unknown_pool`), else the result is marked optimistic.
         """
-        from reid.gallery.calibration import run_calibration  # keeps this module short
+        from reid.gallery.threshold import run_calibration  # keeps this module short
 
         if not 0.0 < float(target_fmr) < 1.0:
             raise GalleryError(f"target_fmr must be between 0 and 1 (got {target_fmr}).")
         with self._mutex, self._store.write("calibrate", user) as txn:
             mode = score_mode or str(get_setting(txn.conn, "score_mode", "max"))
             k = int(score_k if score_k is not None else get_setting(txn.conn, "score_k", "3"))
-            _check_scoring(mode, k)
+            check_scoring(mode, k)
             result = run_calibration(
                 txn, self.directory, target_fmr=float(target_fmr), score_mode=mode,
                 score_k=k, max_queries=max_queries, seed=seed,
@@ -339,25 +357,9 @@ class Gallery:
         if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
             raise GalleryError("reembed needs the new model's non-empty fingerprint.")
         with self._mutex, self._store.write("reembed", user) as txn:
-            rows = txn.conn.execute(
-                "SELECT id, stored_path, box FROM images ORDER BY id"
-            ).fetchall()
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            paths = [self.directory / r[1] for r in rows]
-            boxes = [tuple(json.loads(r[2])) if r[2] else None for r in rows]
-            vectors = edits.embed_photos(embed_fn, paths, boxes, batch_size)
-            dim = vectors.shape[1] if len(rows) else self.embedding_dim
-            edits.replace_vectors(txn, ids, vectors, model_fingerprint)
-            txn.details.update(
-                old_fingerprint=self.model_fingerprint, new_fingerprint=model_fingerprint,
-                num_images=len(rows), old_dim=self.embedding_dim, new_dim=dim,
-            )  # fmt: skip
-            set_setting(txn.conn, "model_fingerprint", model_fingerprint)
-            set_setting(txn.conn, "embedding_dim", dim)
-            for key in ("threshold", "target_fmr", "calibration"):
-                set_setting(txn.conn, key, None)
+            count = edits.reembed(txn, self.directory, embed_fn, model_fingerprint, batch_size)
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation, rebuild=True))
-        return len(rows)
+        return count
 
     def rebuild_index(self) -> dict[str, Any]:
         """Rebuild and save the index from the database (e.g. to retrain IVF after growth)."""
@@ -394,20 +396,3 @@ class Gallery:
                 settings = dict(conn.execute("SELECT key, value FROM settings"))
             self._keeper.save_if_pending()
         return catalog.describe(self.directory, settings, counts, view.index.describe())
-
-
-def _check_scoring(score_mode: str, score_k: int) -> None:
-    if score_mode not in SCORE_MODES:
-        raise GalleryError(f"Score mode {score_mode!r} is not one of {', '.join(SCORE_MODES)}.")
-    if int(score_k) < 1:
-        raise GalleryError(f"score_k must be at least 1 (got {score_k}).")
-
-
-def _as_matrix(embeddings: np.ndarray, what: str) -> np.ndarray:
-    """(N, D) float32 from (N, D) or (D,) input."""
-    matrix = np.asarray(embeddings, dtype=np.float32)
-    if matrix.ndim == 1:
-        matrix = matrix[None, :]
-    if matrix.ndim != 2:
-        raise GalleryError(f"{what} needs embeddings shaped (N, D); got {matrix.shape}.")
-    return matrix

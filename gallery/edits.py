@@ -18,7 +18,7 @@ from reid.gallery.catalog import require_individual
 from reid.gallery.errors import GalleryError
 from reid.gallery.openset import l2_normalize
 from reid.gallery.records import Duplicate, EnrollFailure, ImageRecord
-from reid.gallery.store import Store, WriteTxn, utc_now
+from reid.gallery.store import Store, WriteTxn, get_setting, set_setting, utc_now
 
 
 @dataclass
@@ -223,3 +223,32 @@ def embed_photos(
             )
         parts.append(vectors)
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def reembed(
+    txn: WriteTxn,
+    directory: Path,
+    embed_fn: Callable[..., np.ndarray],
+    fingerprint: str,
+    batch_size: int,
+) -> int:
+    """Recompute every vector from the stored photos with ``embed_fn`` (see
+    ``Gallery.reembed``), switch the settings to the new model and clear the calibration, which
+    belonged to the old one. Returns the number of photos re-embedded."""
+    rows = txn.conn.execute("SELECT id, stored_path, box FROM images ORDER BY id").fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    paths = [directory / r[1] for r in rows]
+    boxes = [tuple(json.loads(r[2])) if r[2] else None for r in rows]
+    vectors = embed_photos(embed_fn, paths, boxes, batch_size)
+    old_dim = int(get_setting(txn.conn, "embedding_dim", "0"))
+    dim = vectors.shape[1] if len(rows) else old_dim
+    replace_vectors(txn, ids, vectors, fingerprint)
+    txn.details.update(
+        old_fingerprint=str(get_setting(txn.conn, "model_fingerprint")),
+        new_fingerprint=fingerprint, num_images=len(rows), old_dim=old_dim, new_dim=dim,
+    )  # fmt: skip
+    set_setting(txn.conn, "model_fingerprint", fingerprint)
+    set_setting(txn.conn, "embedding_dim", dim)
+    for key in ("threshold", "target_fmr", "calibration"):
+        set_setting(txn.conn, key, None)
+    return len(rows)

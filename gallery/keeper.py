@@ -15,7 +15,7 @@ import numpy as np
 
 from reid.gallery import catalog
 from reid.gallery.index import VectorIndex, training_size
-from reid.gallery.matching import SearchView
+from reid.gallery.search import SearchView
 from reid.gallery.store import Store, file_lock, get_setting
 
 

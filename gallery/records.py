@@ -42,13 +42,21 @@ def validate_individual_id(individual: str) -> str:
     return name
 
 
+STANDARD_COLUMNS = ("date", "time", "condition", "location", "observer", "side", "sighting")
+"""The optional manifest columns that :class:`ImageRecord` holds as fields; others go to attrs."""
+
+
 @dataclass(frozen=True)
 class ImageRecord:
-    """What the caller knows about one photo to enroll.
+    """One photo of one individual and what is known about it: the one photo record of the
+    toolkit, read from a data set or manifest, enrolled into a gallery, split for training.
 
-    ``box`` is the crop box ``(x0, y0, x1, y1)`` in pixels that the embedding was computed from,
-    or None for the whole photo. Dates are best written ISO-style (``2024-05-31``) so that
-    first/last dates sort correctly.
+    ``box`` is the region ``(x0, y0, x1, y1)`` in pixels of the upright photo to use (the crop
+    the embedding is computed from), or None for the whole photo. Dates are best written
+    ISO-style (``2024-05-31``) so that first/last dates sort correctly. ``sighting`` groups
+    photos taken together (one video burst, the left and right flank of one encounter): they are
+    near-duplicates and must never be split across train and test. ``attrs`` holds a manifest's
+    extra columns (e.g. ``population`` for the native-vs-hybrid screen).
     """
 
     path: Path
@@ -61,10 +69,22 @@ class ImageRecord:
     side: str = ""
     sighting: str = ""
     box: tuple[int, int, int, int] | None = None
+    attrs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.box is not None and len(self.box) != 4:
             raise GalleryError(f"Crop box {self.box} of {self.path} is not (x0, y0, x1, y1).")
+
+    @property
+    def group(self) -> str:
+        """The unit a split keeps together: the sighting, or the photo itself if none is given."""
+        return f"{self.individual}\x1f{self.sighting or self.path}"
+
+    def get(self, column: str) -> str:
+        """A standard column, ``individual``, or an extra one from the manifest; '' if absent."""
+        if column in STANDARD_COLUMNS or column == "individual":
+            return getattr(self, column)
+        return self.attrs.get(column, "")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from reid.gallery import Gallery
-from reid.gallery.calibration import unknown_pool
 from reid.gallery.synthetic import fake_photos, random_unit_vectors, records_for
+from reid.gallery.threshold import unknown_pool
 
 DIM, FP = 32, "model-A"
 

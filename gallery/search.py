@@ -1,4 +1,6 @@
-"""From query vectors to ranked individuals: neighbour search that widens until it is exact.
+"""Search: from query vectors to candidate individuals with their cosine scores, no threshold.
+
+The first of three steps (search -> re-rank -> decide, see :mod:`reid.gallery.decide`).
 
 A query needs its ``top_k`` best *individuals*, but the index returns photos, and one individual
 may own many of the nearest photos. So we search k photos, rank individuals, and search again
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from reid.gallery.errors import GalleryError
 from reid.gallery.index import VectorIndex
-from reid.gallery.openset import first_per_label, is_new, topk_mean
-from reid.gallery.records import NEW, Candidate, Match
+from reid.gallery.openset import first_per_label, l2_normalize, topk_mean
+from reid.gallery.records import Candidate
 
 Ranked = list[tuple[str, float, int]]  # (individual, score, best image id), best first
 VectorsOf = Callable[[Iterable[str]], dict[str, tuple[np.ndarray, np.ndarray]]]
@@ -30,6 +33,29 @@ class SearchView:
     index: VectorIndex
     labels: np.ndarray
     names: list[str]
+
+
+def as_matrix(embeddings: np.ndarray, what: str) -> np.ndarray:
+    """(N, D) float32 from (N, D) or (D,) input; ``what`` names the call in the error."""
+    matrix = np.asarray(embeddings, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2:
+        raise GalleryError(f"{what} needs embeddings shaped (N, D); got {matrix.shape}.")
+    return matrix
+
+
+def prepare_queries(embeddings: np.ndarray, top_k: int) -> np.ndarray:
+    """(Q, D) float32 unit query rows from (Q, D) or (D,) input, after checking ``top_k``.
+
+    Raises GalleryError for ``top_k`` < 1 or a query row that is zero or not finite."""
+    if int(top_k) < 1:
+        raise GalleryError(f"top_k must be at least 1 (got {top_k}).")
+    queries, usable = l2_normalize(as_matrix(embeddings, "search"))
+    if not usable.all():
+        bad = np.flatnonzero(~usable)[:5].tolist()
+        raise GalleryError(f"Query embeddings {bad} are zero or not finite; re-embed them.")
+    return queries
 
 
 def rank_queries(
@@ -119,25 +145,13 @@ def _rank_topk_mean(
     return ranked
 
 
-def build_matches(
-    ranked: list[Ranked], threshold: float | None, path_of: Callable[[int], Path]
-) -> list[Match]:
-    """Turn rankings into :class:`Match` answers with the open-set decision applied."""
-    matches = []
-    for candidates in ranked:
-        # Clip to the cosine range: float32 rounding can give 1.0000001 for an identical photo.
-        cands = [Candidate(name, min(1.0, max(-1.0, score)), image_id, path_of(image_id))
-                 for name, score, image_id in candidates]  # fmt: skip
-        score = cands[0].score if cands else -1.0
-        new = not cands or is_new(score, threshold)
-        matches.append(
-            Match(
-                decision=NEW if new else cands[0].individual,
-                is_new=new,
-                score=score,
-                threshold=threshold,
-                calibrated=threshold is not None,
-                candidates=cands,
-            )
-        )
-    return matches
+def to_candidates(ranked: list[Ranked], path_of: Callable[[int], Path]) -> list[list[Candidate]]:
+    """Rankings as :class:`Candidate` lists (best first), each with its best photo's path."""
+    # Clip to the cosine range: float32 rounding can give 1.0000001 for an identical photo.
+    return [
+        [
+            Candidate(name, min(1.0, max(-1.0, score)), image_id, path_of(image_id))
+            for name, score, image_id in candidates
+        ]  # fmt: skip
+        for candidates in ranked
+    ]
