@@ -40,7 +40,12 @@ def test_offline_weights_refuse_a_backbone_they_do_not_fit():
 
 
 def test_unreachable_hub_gives_one_sentence_with_alternatives(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without internet looks like, fast
+    import huggingface_hub.constants
+
+    # What a machine without internet looks like, fast: the hub raises as it does offline. The
+    # HF_HUB_OFFLINE variable alone would come too late (the hub reads it once, at import) and
+    # the test would wait out the network timeouts.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ReIDError) as info:
         build_backbone("tf_efficientnetv2_b0", "timm")
     text = str(info.value)
@@ -135,30 +140,9 @@ def test_model_normalises_inside(tiny_cfg):
     assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # lite0 was trained with mean=std=0.5
 
 
-def test_scripted_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_cfg, tmp_path):
-    from reid.features.checkpoint import SCRIPTED_NAME, save_scripted
-
-    model = build_model(tiny_cfg, num_classes=3).eval()
-    fp = save_checkpoint(tmp_path / "model.pt", model, tiny_cfg, ["a", "b", "c"])
-    save_scripted(model, 64, fp, tmp_path / SCRIPTED_NAME)
-    eager, scripted = load_checkpoint(tmp_path), load_checkpoint(tmp_path, scripted=True)
-    assert isinstance(scripted.model, torch.jit.ScriptModule)
-    x = torch.rand(5, 3, 64, 64)  # another batch size than the trace's
-    with torch.no_grad():
-        a, b = eager.model(x), scripted.model(x)
-    assert torch.allclose(a.embeddings, b[0], atol=1e-6) and torch.allclose(
-        a.logits, b[1], atol=1e-5
-    )
-    # a checkpoint retrained without refreshing model.ts: the stale copy is not used
-    save_checkpoint(
-        tmp_path / "model.pt", build_model(tiny_cfg, num_classes=3), tiny_cfg, ["a", "b", "c"]
-    )
-    assert not isinstance(load_checkpoint(tmp_path, scripted=True).model, torch.jit.ScriptModule)
-
-
 def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.features.checkpoint import SCRIPTED_NAME, fingerprint, save_scripted
+    from reid.features.checkpoint import fingerprint
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.photo_norm = "per_photo"
@@ -172,20 +156,17 @@ def test_per_photo_norm_makes_a_dark_photo_look_like_a_bright_one(tiny_cfg, tmp_
         same = torch.cosine_similarity(per_photo(bright).embeddings, per_photo(dusk).embeddings)
         moved = torch.cosine_similarity(fixed(bright).embeddings, fixed(dusk).embeddings)
     assert same.min() > 0.999 and moved.max() < 0.99
-    # the option is in the weights' fingerprint and survives the checkpoint and TorchScript
+    # the option is in the weights' fingerprint and survives the checkpoint (and the exported
+    # copy: test_exported_copy_...)
     assert fingerprint(fixed) != fingerprint(per_photo)
-    fp = save_checkpoint(tmp_path / "model.pt", per_photo, cfg, ["a", "b", "c"])
-    save_scripted(per_photo, 64, fp, tmp_path / SCRIPTED_NAME)
-    scripted = load_checkpoint(tmp_path, scripted=True).model
+    save_checkpoint(tmp_path / "model.pt", per_photo, cfg, ["a", "b", "c"])
     with torch.no_grad():
-        assert torch.allclose(scripted(dusk)[0], per_photo(dusk).embeddings, atol=1e-5)
         assert torch.allclose(load_checkpoint(tmp_path).model(dusk).embeddings,
                               per_photo(dusk).embeddings, atol=1e-6)  # fmt: skip
 
 
 def test_grid_pooling_keeps_where_a_pattern_is_and_survives_a_round_trip(tiny_cfg, tmp_path):
     from reid.config import from_dict, to_dict
-    from reid.features.checkpoint import SCRIPTED_NAME, save_scripted
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.pooling = "grid2x2"
@@ -206,13 +187,11 @@ def test_grid_pooling_keeps_where_a_pattern_is_and_survives_a_round_trip(tiny_cf
     assert cos(grid[:1], grid[1:]).item() < cos(avg[:1], avg[1:]).item() - 0.05
     moved_back = grid[1:].view(1, -1, 2, 2).flip(-1).flatten(1)
     assert cos(grid[:1], moved_back).item() > cos(grid[:1], grid[1:]).item() + 0.05
-    fp = save_checkpoint(tmp_path / "model.pt", model, cfg, ["a", "b", "c"])
-    save_scripted(model, 64, fp, tmp_path / SCRIPTED_NAME)
-    loaded, scripted = load_checkpoint(tmp_path), load_checkpoint(tmp_path, scripted=True)
+    save_checkpoint(tmp_path / "model.pt", model, cfg, ["a", "b", "c"])
+    loaded = load_checkpoint(tmp_path)
     assert loaded.config.model.pooling == "grid2x2"
     with torch.no_grad():
         assert torch.equal(loaded.model(x).embeddings, out.embeddings)
-        assert torch.allclose(scripted.model(x)[0], out.embeddings, atol=1e-6)
     with pytest.raises(ReIDError, match="model.pooling"):
         load_config(None, ["model.pooling=max"])
 
@@ -222,3 +201,34 @@ def test_grid_pooling_refuses_a_backbone_without_a_feature_map():
     model = ReIDModel(vit, 3, embedding_dim=8, pooling="grid2x2")
     with pytest.raises(ReIDError, match=r"grid2x2 needs a convolutional backbone.*pooling=avg"):
         model(torch.rand(1, 3, 64, 64))
+
+
+def test_exported_copy_gives_the_same_embeddings_and_is_refused_when_stale(tiny_cfg, tmp_path):
+    from reid.config import from_dict, to_dict
+    from reid.features.checkpoint import export_run
+    from reid.features.export import EXPORT_NAME, OnnxModel
+
+    cfg = from_dict(to_dict(tiny_cfg))  # both options that change the graph, in one export
+    cfg.model.photo_norm, cfg.model.pooling = "per_photo", "grid2x2"
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    fp = save_checkpoint(tmp_path / "model.pt", model, cfg, ["a", "b", "c"])
+    assert not isinstance(load_checkpoint(tmp_path, exported=True).model, OnnxModel)  # none yet
+    assert export_run(tmp_path) == tmp_path / EXPORT_NAME
+    fast = load_checkpoint(tmp_path, exported=True)
+    assert isinstance(fast.model, OnnxModel) and fast.fingerprint == fp
+    assert isinstance(load_checkpoint(tmp_path).model, ReIDModel)  # only when asked for
+    x = torch.rand(5, 3, 64, 64)  # another batch size than the export's example
+    x[:2] = x[:2] * 0.25 + 0.02  # two dusk photos: per_photo normalisation is in the graph
+    with torch.no_grad():
+        a = model(x)
+    embeddings, logits = fast.model(x)
+    assert embeddings.shape == (5, 32) and logits.shape == (5, 3)
+    assert torch.allclose(embeddings, a.embeddings, atol=1e-5)
+    assert torch.allclose(logits, a.logits, atol=1e-4)
+    # a checkpoint retrained without refreshing model.onnx: the stale copy is not used
+    save_checkpoint(tmp_path / "model.pt", build_model(cfg, num_classes=3), cfg, ["a", "b", "c"])
+    assert isinstance(load_checkpoint(tmp_path, exported=True).model, ReIDModel)
+    # nor a damaged one
+    (tmp_path / EXPORT_NAME).write_bytes(b"not an onnx file")
+    assert isinstance(load_checkpoint(tmp_path, exported=True).model, ReIDModel)

@@ -100,11 +100,13 @@ def test_installed_head_computes_the_whitening_exactly(tiny_cfg):
 def test_training_with_learned_whitening_saves_it_in_the_checkpoint(tiny_cfg, tiny_data, tmp_path):
     from reid.config import from_dict, to_dict
     from reid.features.embedder import Embedder
+    from reid.features.export import OnnxModel
     from reid.io.datasets import read_dataset
     from reid.training.loop import train
 
     cfg = from_dict(to_dict(tiny_cfg))
     cfg.model.whitening = "learned"
+    cfg.train.export_onnx = True
     samples = read_dataset(tiny_data)
     logs: list[str] = []
     result = train(cfg, samples, tmp_path / "run", progress=False, log=logs.append)
@@ -121,13 +123,13 @@ def test_training_with_learned_whitening_saves_it_in_the_checkpoint(tiny_cfg, ti
         lin, bn = model.embedding[0], model.embedding[1]
         expected = F.normalize(feats @ lin.weight.T - bn.running_mean, dim=1)
         assert torch.allclose(model(images).embeddings, expected, atol=1e-4)
-    # the TorchScript copy was rewritten with it: both give the same embeddings
-    scripted = Embedder.from_run(result.run_dir)
-    assert isinstance(scripted.loaded.model, torch.jit.ScriptModule)
-    plain = Embedder(loaded)
+    # the exported copy was written from the whitened checkpoint: both give the same embeddings
+    fast = Embedder.from_run(result.run_dir, device="cpu")
+    assert isinstance(fast.loaded.model, OnnxModel)
+    plain = Embedder(loaded, device="cpu")
     arr = (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8)
-    np.testing.assert_allclose(scripted.embed_arrays(arr)[0], plain.embed_arrays(arr)[0], atol=1e-4)
-    assert scripted.fingerprint == plain.fingerprint
+    np.testing.assert_allclose(fast.embed_arrays(arr)[0], plain.embed_arrays(arr)[0], atol=1e-4)
+    assert fast.fingerprint == plain.fingerprint
 
 
 def test_installed_with_features_the_head_gives_the_same_vectors_in_training_mode(tiny_cfg):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,19 +15,19 @@ import torch
 
 from reid.config import Config, from_dict, to_dict
 from reid.errors import ReIDError
+from reid.features.export import EXPORT_NAME, OnnxModel, export_onnx, load_onnx
 
 if TYPE_CHECKING:  # reid.features.model imports timm, which takes ~1.5 s: not on the matching path
     from reid.features.model import ReIDModel
 
 FORMAT = "reid-checkpoint/1"
 BEST_NAME = "model.pt"  # the checkpoint users point at: best validation loss
-SCRIPTED_NAME = "model.ts"  # TorchScript copy of model.pt for fast start-up (no timm import)
 LAST_NAME = "last.pt"  # for --resume: also holds optimiser and early-stopping state
 
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module  # ReIDModel, or its TorchScript copy (returns a plain tuple)
+    model: torch.nn.Module | OnnxModel  # or the exported copy: (embeddings, logits) tuple
     classes: list[str]  # classifier index -> individual id (or category)
     config: Config
     fingerprint: str  # identifies the weights: embeddings from different fingerprints never mix
@@ -114,12 +113,14 @@ def read_classes(path: str | Path) -> tuple[list[str], str]:
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", *, scripted: bool = False
+    path: str | Path, device: str | torch.device = "cpu", *, exported: bool = False
 ) -> LoadedModel:
     """Rebuild the model (eval mode) from a run directory or checkpoint file alone.
 
-    ``scripted``: use the run's TorchScript copy (``model.ts``) when it exists and carries the
-    same fingerprint: same numbers, but no timm import, which halves a match's start-up time.
+    ``exported``: on the CPU, use the run's ONNX copy (``model.onnx``, see
+    :mod:`reid.features.export`) when it exists and carries the checkpoint's fingerprint: the
+    same numbers (to ~1e-6), without importing timm, which halves a match's start-up time.
+    Elsewhere, or without a valid copy, the model is rebuilt from the checkpoint.
     """
     file = resolve_checkpoint(path)
     try:
@@ -132,9 +133,9 @@ def load_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ReIDError(f"{file} is not a reid checkpoint (format {FORMAT}).")
     cfg = from_dict(payload["config"])
-    model = (
-        _load_scripted(file.parent / SCRIPTED_NAME, payload["fingerprint"]) if scripted else None
-    )
+    model = None
+    if exported and torch.device(device).type == "cpu":
+        model = load_onnx(file.parent / EXPORT_NAME, payload["fingerprint"])
     if model is None:
         from reid.features.model import build_model
 
@@ -151,39 +152,10 @@ def load_checkpoint(
     return LoadedModel(model, list(payload["classes"]), cfg, payload["fingerprint"], file, extra)
 
 
-def save_scripted(model: ReIDModel, input_size: int, fingerprint: str, path: Path) -> None:
-    """Trace ``model`` (eval mode) to TorchScript and write it atomically with its fingerprint."""
-    model = model.eval()
-    example = torch.rand(2, 3, input_size, input_size, device=next(model.parameters()).device)
-    # TorchScript is deprecated in favour of torch.export, whose loading imports the compiler
-    # stack and costs the start-up time this copy exists to save; if a future torch drops it,
-    # save fails (training goes on without the copy) and loading falls back to the checkpoint.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, example, strict=False, check_trace=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(traced, tmp, _extra_files={"fingerprint": fingerprint})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _load_scripted(path: Path, fingerprint: str) -> torch.nn.Module | None:
-    """The TorchScript copy if it exists and belongs to the checkpoint; else None."""
-    if not path.is_file():
-        return None
-    extra = {"fingerprint": ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception:  # damaged or from another torch: the checkpoint is the source of truth
-        return None
-    stored = extra["fingerprint"]
-    stored = stored.decode() if isinstance(stored, bytes) else stored
-    return module if stored == fingerprint else None
+def export_run(path: str | Path) -> Path:
+    """Write the exported copy (``model.onnx``) of a run's checkpoint beside it, replacing any
+    older one; return its path. For runs trained before the copy existed, or to refresh it."""
+    loaded = load_checkpoint(path)
+    out = loaded.path.parent / EXPORT_NAME
+    export_onnx(loaded.model, loaded.input_size, loaded.fingerprint, out)
+    return out

@@ -52,7 +52,9 @@ class Embedder:
 
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", **kwargs) -> Embedder:
-        return cls(load_checkpoint(run, scripted=True), device, **kwargs)
+        """The run's model; on the CPU its exported ONNX copy when valid (faster start-up)."""
+        resolved = resolve_device(device)
+        return cls(load_checkpoint(run, resolved, exported=True), resolved, **kwargs)
 
     @property
     def fingerprint(self) -> str:
@@ -69,7 +71,7 @@ class Embedder:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            embeddings, logits = self.model(x)[:2]  # a ReIDOutput, or a tuple from TorchScript
+            embeddings, logits = self.model(x)[:2]  # a ReIDOutput, or the exported copy's tuple
         return embeddings.float().cpu().numpy(), logits.float().cpu().numpy()
 
     def embed_paths(

@@ -54,7 +54,7 @@ class ReIDModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         # a buffer, not a Python flag: it is in the state dict, hence in the fingerprint, and
-        # in the TorchScript copy
+        # in the exported copy
         self.register_buffer("per_photo", torch.tensor(float(photo_norm == "per_photo")))
 
     @property

@@ -14,7 +14,7 @@ features (benchmarks/results/probe_nyala.md).
 
 ``fit_whitening(features, labels, dim)`` -> :class:`Whitening`; ``install(model, whitening)``
 writes it into a :class:`~reid.features.model.ReIDModel`'s embedding head (its Linear and BatchNorm
-layers), so checkpoints, the TorchScript copy, galleries and every caller use it unchanged.
+layers), so checkpoints, the exported copy, galleries and every caller use it unchanged.
 """
 
 from __future__ import annotations
@@ -55,33 +55,14 @@ def fit_whitening(
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=object)
-    if x.ndim != 2 or len(x) != len(y):
-        raise ReIDError(
-            f"Whitening needs one feature row per label; got features of shape {x.shape} "
-            f"and {len(y)} labels."
-        )
-    if not np.isfinite(x).all():
-        raise ReIDError("Whitening got non-finite features: the model produced NaN or inf.")
-    if not (math.isfinite(shrinkage) and shrinkage > 0):
-        raise ReIDError(f"Whitening shrinkage must be a positive number; got {shrinkage}.")
+    _check_inputs(x, y, shrinkage)
     mean = x.mean(0)
     z = x - mean
     # the span of the training features: all the whitening can learn about (N is often < F)
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     basis = vt[s > s[0] * 1e-6].T if len(s) and s[0] > 0 else vt[:0].T  # (F, r)
     zb = z @ basis
-    # within-identity scatter: sum over pairs (i, j) of one identity of (z_i - z_j)(z_i - z_j)^T,
-    # which equals n_c * sum_i (z_i - m_c)(z_i - m_c)^T per identity c with n_c photos
-    scatter = np.zeros((basis.shape[1], basis.shape[1]))
-    pairs = 0
-    for c in dict.fromkeys(y.tolist()):
-        rows = zb[y == c]
-        n = len(rows)
-        if n < 2:
-            continue
-        d = rows - rows.mean(0)
-        scatter += n * (d.T @ d)
-        pairs += n * (n - 1) // 2
+    scatter, pairs = _within_identity_scatter(zb, y)
     if pairs == 0 or basis.shape[1] == 0:
         raise ReIDError(
             "Whitening needs at least one identity with 2 or more photos (it learns what "
@@ -103,6 +84,36 @@ def fit_whitening(
     projection = np.zeros((x.shape[1], dim))
     projection[:, : len(order)] = basis @ white @ v2[:, order]
     return Whitening(mean.astype(np.float32), projection.astype(np.float32), len(x), pairs, r)
+
+
+def _check_inputs(x: np.ndarray, y: np.ndarray, shrinkage: float) -> None:
+    """One feature row per label, finite features, a positive shrinkage."""
+    if x.ndim != 2 or len(x) != len(y):
+        raise ReIDError(
+            f"Whitening needs one feature row per label; got features of shape {x.shape} "
+            f"and {len(y)} labels."
+        )
+    if not np.isfinite(x).all():
+        raise ReIDError("Whitening got non-finite features: the model produced NaN or inf.")
+    if not (math.isfinite(shrinkage) and shrinkage > 0):
+        raise ReIDError(f"Whitening shrinkage must be a positive number; got {shrinkage}.")
+
+
+def _within_identity_scatter(zb: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """(r, r) sum over pairs (i, j) of one identity of (z_i - z_j)(z_i - z_j)^T for centred
+    features ``zb`` (N, r), and the number of such pairs; computed as n_c * sum_i (z_i - m_c)
+    (z_i - m_c)^T per identity c with n_c photos."""
+    scatter = np.zeros((zb.shape[1], zb.shape[1]))
+    pairs = 0
+    for c in dict.fromkeys(y.tolist()):
+        rows = zb[y == c]
+        n = len(rows)
+        if n < 2:
+            continue
+        d = rows - rows.mean(0)
+        scatter += n * (d.T @ d)
+        pairs += n * (n - 1) // 2
+    return scatter, pairs
 
 
 def install(
