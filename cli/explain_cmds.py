@@ -96,67 +96,21 @@ def explain(
     quiet: QuietOpt = False,
 ) -> None:
     """Grad-CAM heat maps: which regions drove the classifier's decision (and the match)."""
-    from tqdm.auto import tqdm
-
-    from reid.detect.detector import Query, head_queries
-    from reid.errors import ImageLoadError
-    from reid.explain.gradcam import Explainer, plot_explanation, plot_match_explanation
-    from reid.features.checkpoint import load_checkpoint
-    from reid.features.embedder import Embedder
+    from reid.detect.heads import head_queries
+    from reid.explain.gradcam import Explainer
+    from reid.explain.heatmaps import write_heat_maps
     from reid.gallery import Gallery
 
     paths = photos_or_fail(photos, "explain")
-    loaded = load_checkpoint(run)
-    explainer = Explainer(loaded, device=device)
-    column = loaded.config.data.label_column
-    queries = (
-        head_queries(detector_or_none(detector, device, run), paths, best=best, progress=not quiet)
-        if detector is not None
-        else [Query(p) for p in paths]
-    )
+    explainer = Explainer(run, device=device)
+    heads = detector_or_none(detector, device, run) if detector is not None else None
+    queries = head_queries(heads, paths, best=best, progress=not quiet)
     g = Gallery.open(gallery) if gallery is not None else None
     try:
-        if g is not None:
-            g.check_model(loaded.fingerprint, loaded.embedding_dim)
-            embedder = Embedder(loaded, device)
-            boxes = {im.image_id: im.box for im in g.images()}
-        written = 0
-        for q in tqdm(queries, desc="explaining", unit="photo", disable=quiet):
-            if q.error:
-                typer.echo(f"{q.path}: {q.error}", err=True)
-                continue
-            try:
-                image = explainer.prepare(q.path, q.box)
-            except ImageLoadError as exc:
-                typer.echo(f"{q.path}: {exc.reason}", err=True)
-                continue
-            stem = q.label.replace("#", "_head")
-            [exp] = explainer.explain_class(image[None])
-            plot_explanation(
-                q.path, exp, out / f"{Path(stem).stem}_{column}.png", box=q.box,
-                title=f"{column}: {exp.label}  (probability {exp.score:.3f})",
-            )  # fmt: skip
-            written += 1
-            if g is None:
-                continue
-            vec = embedder.embed_arrays(image[None])[0]
-            [m] = g.identify(vec, model_fingerprint=loaded.fingerprint, top_k=1)
-            if not m.candidates:
-                continue
-            top = m.candidates[0]
-            ref_box = boxes.get(top.image_id)
-            pair = explainer.explain_match(
-                image, explainer.prepare(top.image_path, ref_box), label=top.individual
-            )
-            threshold = f"{m.threshold:.3f}" if m.threshold is not None else "uncalibrated"
-            plot_match_explanation(
-                q.path, top.image_path, pair, out / f"{Path(stem).stem}_match.png",
-                query_box=q.box, gallery_box=ref_box,
-                title=f"decision: {m.decision}  (nearest {top.individual}, similarity "
-                f"{top.score:.3f}, threshold {threshold})",
-            )  # fmt: skip
-            written += 1
+        maps = write_heat_maps(explainer, queries, out, gallery=g, progress=not quiet)
     finally:
         if g is not None:
             g.close()
-    typer.echo(f"wrote {written} heat maps to {out}")
+    for line in maps.problems:
+        typer.echo(line, err=True)
+    typer.echo(f"wrote {maps.written} heat maps to {out}")

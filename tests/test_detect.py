@@ -18,13 +18,14 @@ from typer.testing import CliRunner
 
 from reid.cli.main import app
 from reid.detect.crop import crop_box
-from reid.detect.detector import NO_HEAD, Detection, crop_samples, head_queries
+from reid.detect.detector import NO_HEAD, Detection
+from reid.detect.heads import crop_samples, head_queries
 from reid.errors import ImageLoadError
 from reid.features.embedder import Embedder
 from reid.gallery import Gallery
-from reid.io.datasets import Sample, read_dataset
+from reid.io.datasets import ImageRecord, read_dataset
 from reid.io.images import load_image
-from reid.pipeline import enroll_samples, match_photos, open_gallery
+from reid.pipeline import MatchOptions, enroll_samples, match_photos, open_gallery
 
 runner = CliRunner()
 
@@ -71,7 +72,7 @@ def test_crop_samples_no_head_several_and_best(tmp_path):
     p0, p1, p2 = _photos(tmp_path, 3)
     stub = StubDetector({"p0.png": [(10, 10, 30, 30, 0.9)], "p2.png": [(0, 0, 20, 20, 0.5),
                          (30, 30, 60, 60, 0.8)]})  # fmt: skip
-    samples = [Sample(p, "A") for p in (p0, p1, p2)]
+    samples = [ImageRecord(p, "A") for p in (p0, p1, p2)]
     search = crop_samples(stub, samples)
     assert [s.path for s in search.samples] == [p0]
     assert search.samples[0].box == crop_box((10, 10, 30, 30), 64, 64, 0.1) == (9, 9, 31, 31)
@@ -119,7 +120,9 @@ def test_enroll_and_match_with_detector_keep_boxes(tmp_path, tiny_run, tiny_data
         # a query with two heads and one with none
         query = samples[0].path
         two = StubDetector({query.name: [(8, 8, 56, 56, 0.9), (0, 0, 30, 30, 0.4)]})
-        rows = match_photos(g, [query, samples[7].path], embedder, progress=False, detector=two)
+        rows = match_photos(
+            g, [query, samples[7].path], embedder, MatchOptions(progress=False, detector=two)
+        )
         assert [(r.label, r.error) for r in rows] == [
             (f"{query.name}#1", ""),
             (f"{query.name}#2", ""),
@@ -180,11 +183,11 @@ def test_one_cv2_and_ultralytics_import_together():
 def tiny_detector(tmp_path_factory) -> Path:
     """A detector trained for one epoch on 8 small synthetic scenes through the CLI: too little
     to find heads, enough to check the files, the loading and the offline path."""
-    from reid.synthetic.scenes import synthesize_scenes
+    from reid.synthetic.scenes import SceneLayout, synthesize_scenes
 
     root = tmp_path_factory.mktemp("det")
-    data = synthesize_scenes(root / "scenes", 4, 2, seed=1, width=160, height=128,
-                             val_fraction=0.5, progress=False)  # fmt: skip
+    data = synthesize_scenes(root / "scenes", 4, 2, SceneLayout(160, 128, val_fraction=0.5),
+                             seed=1, progress=False)  # fmt: skip
     out = root / "detector"
     result = runner.invoke(app, ["detect", "train", "--data", str(data), "--out", str(out),
                                  "--epochs", "1", "--imgsz", "64", "--batch", "4",
@@ -285,11 +288,11 @@ def test_a_model_remembers_its_detector_and_enroll_warns_of_another_cut(tiny_det
 
 def test_dataset_under_a_folder_named_images_finds_its_labels(tmp_path):
     """Labels live beside the last images/ of a path (ultralytics' rule), not the first."""
-    from reid.detect.detector import check_dataset
-    from reid.synthetic.scenes import synthesize_scenes
+    from reid.detect.training import check_dataset
+    from reid.synthetic.scenes import SceneLayout, synthesize_scenes
 
-    data = synthesize_scenes(tmp_path / "images" / "survey", 2, 1, width=128, height=128,
-                             val_fraction=0.5, progress=False)  # fmt: skip
+    data = synthesize_scenes(tmp_path / "images" / "survey", 2, 1,
+                             SceneLayout(128, 128, val_fraction=0.5), progress=False)  # fmt: skip
     spec = check_dataset(data)
     assert spec["path"] == str((tmp_path / "images" / "survey").resolve())
     (data.parent / "labels" / "train").rename(data.parent / "labels" / "moved")

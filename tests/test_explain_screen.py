@@ -121,6 +121,7 @@ def cam_run(tiny_cfg, tmp_path_factory) -> tuple[Path, list]:
     return root / "run", test_set
 
 
+@pytest.mark.slow  # trains 15 epochs at 128 px (~30 s on 2 cores)
 def test_gradcam_heat_concentrates_on_the_spots(cam_run):
     """On photos the model did not train on, the mean Grad-CAM heat inside the spot mask must
     clearly exceed the mean outside it (water, neck and unspotted skin)."""

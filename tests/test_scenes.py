@@ -4,12 +4,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from reid.synthetic.scenes import read_scene_heads, synthesize_scenes
+from reid.synthetic.scenes import SceneLayout, read_scene_heads, synthesize_scenes
 
 
 def test_scenes_have_yolo_labels_matching_their_heads(tmp_path):
-    data = synthesize_scenes(tmp_path, 3, 4, seed=1, width=320, height=240, empty_fraction=0.25,
-                             second_head_fraction=0.5, progress=False)  # fmt: skip
+    data = synthesize_scenes(tmp_path, 3, 4, SceneLayout(320, 240, empty_fraction=0.25,
+                             second_head_fraction=0.5), seed=1, progress=False)  # fmt: skip
     spec = yaml.safe_load(data.read_text())
     assert spec["names"] == {0: "head"} and (tmp_path / spec["train"]).is_dir()
     rows = read_scene_heads(tmp_path / "scenes.csv")
@@ -39,8 +39,8 @@ def test_scenes_have_yolo_labels_matching_their_heads(tmp_path):
 
 
 def test_the_box_holds_the_head_and_the_head_differs_from_the_water(tmp_path):
-    synthesize_scenes(tmp_path, 2, 3, seed=2, width=320, height=240, empty_fraction=0.0,
-                      second_head_fraction=0.0, progress=False)  # fmt: skip
+    synthesize_scenes(tmp_path, 2, 3, SceneLayout(320, 240, empty_fraction=0.0,
+                      second_head_fraction=0.0), seed=2, progress=False)  # fmt: skip
     for r in read_scene_heads(tmp_path / "scenes.csv"):
         image = np.asarray(Image.open(tmp_path / r["path"]), np.float32)
         x1, y1, x2, y2 = (int(r[k]) for k in ("x1", "y1", "x2", "y2"))
@@ -50,8 +50,8 @@ def test_the_box_holds_the_head_and_the_head_differs_from_the_water(tmp_path):
 
 
 def test_scenes_are_reproducible(tmp_path):
-    a = synthesize_scenes(tmp_path / "a", 2, 2, seed=3, width=160, height=128, progress=False)
-    b = synthesize_scenes(tmp_path / "b", 2, 2, seed=3, width=160, height=128, progress=False)
+    a = synthesize_scenes(tmp_path / "a", 2, 2, SceneLayout(160, 128), seed=3, progress=False)
+    b = synthesize_scenes(tmp_path / "b", 2, 2, SceneLayout(160, 128), seed=3, progress=False)
     ra, rb = read_scene_heads(a.parent / "scenes.csv"), read_scene_heads(b.parent / "scenes.csv")
     assert ra == rb
     first = ra[0]["path"]

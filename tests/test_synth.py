@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid.synthetic.salamanders import (
-    CONDITIONS,
-    MANIFEST_COLUMNS,
-    make_pattern,
-    render_head,
-    synthesize,
-)
+from reid.synthetic.draw import CONDITIONS, make_pattern, render_head
+from reid.synthetic.salamanders import MANIFEST_COLUMNS, synthesize
 
 SIZE = 128
 

@@ -92,7 +92,7 @@ def last_feature_layer(model: nn.Module, size: int) -> nn.Module:
 
 
 class Explainer:
-    """Grad-CAM for a trained run (the eager model, not the TorchScript copy)."""
+    """Grad-CAM for a trained run (the eager model, not the exported copy)."""
 
     def __init__(self, run: str | Path | LoadedModel, device: str = "cpu") -> None:
         from pytorch_grad_cam import GradCAM

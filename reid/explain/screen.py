@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import softmax
@@ -17,6 +18,9 @@ from scipy.special import softmax
 from reid.detect.crop import Box
 from reid.errors import ReIDError
 from reid.features.embedder import Embedder
+
+if TYPE_CHECKING:
+    from reid.detect.detector import HeadDetector
 
 
 @dataclass
@@ -69,19 +73,15 @@ def screen_photos(
     embedder: Embedder,
     photos: Sequence[Path],
     *,
-    detector=None,
+    detector: HeadDetector | None = None,
     best: bool = False,
     progress: bool = True,
 ) -> list[ScreenRow]:
     """Screen photos; with a ``detector`` every head found is screened on its own (only the
     most confident with ``best``) and a photo with no head gives a row saying so."""
-    from reid.detect.detector import Query, head_queries
+    from reid.detect.heads import head_queries
 
-    queries = (
-        head_queries(detector, photos, best=best, progress=progress)
-        if detector is not None
-        else [Query(Path(p)) for p in photos]
-    )
+    queries = head_queries(detector, [Path(p) for p in photos], best=best, progress=progress)
     todo = [k for k, q in enumerate(queries) if not q.error]
     answers = screen_items(
         embedder, [queries[k].path for k in todo], [queries[k].box for k in todo],

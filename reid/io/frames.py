@@ -131,6 +131,7 @@ def extract_frames(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = FramesOutcome(manifest=out_dir / "manifest.csv")
+    how = _Sampling(out_dir, fps, individual, tz, jpeg_quality, progress)
     kept = _read_rows(outcome.manifest)
     replaced: list[str] = []
     seen_stems: set[str] = set()
@@ -146,8 +147,7 @@ def extract_frames(
             outcome.failed[str(video)] = "not a video OpenCV can read"
             continue
         try:
-            rows = _extract_one(cv2, cap, video, stem, out_dir, fps, individual, jpeg_quality,
-                                progress, tz, source)  # fmt: skip
+            rows = _extract_one(cv2, cap, video, stem, source, how)
         finally:
             cap.release()
         if not rows:
@@ -183,15 +183,28 @@ def _unique_stem(video: Path, source: str, seen: set[str], taken: dict[str, str]
     return stem
 
 
-def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progress, tz, source):
+@dataclass(frozen=True)
+class _Sampling:
+    """How :func:`extract_frames` samples and writes the frames of every video of one call."""
+
+    out_dir: Path
+    fps: float
+    individual: str
+    tz: tzinfo | None
+    jpeg_quality: int
+    progress: bool
+
+
+def _extract_one(cv2, cap, video: Path, stem: str, source: str, how: _Sampling) -> list[FrameRow]:
+    """The frames of one opened video (``cap``), written as JPEGs named after ``stem``."""
     src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     start = recording_time(video)
     if start is not None:
-        start = start.astimezone(tz)  # tz None: the local zone
+        start = start.astimezone(how.tz)  # tz None: the local zone
     rows: list[FrameRow] = []
     next_t, index = 0.0, -1
-    bar = tqdm(total=total or None, desc=stem, unit="frame", disable=not progress, leave=False)
+    bar = tqdm(total=total or None, desc=stem, unit="frame", disable=not how.progress, leave=False)
     # half a source frame of tolerance, so a 30 fps video gives exactly every third frame
     slack = 0.5 / src_fps if src_fps > 0 else 1e-3
     while cap.grab():
@@ -204,11 +217,11 @@ def _extract_one(cv2, cap, video, stem, out_dir, fps, individual, quality, progr
         if not ok or image is None:
             continue
         while next_t <= t + slack:
-            next_t += 1.0 / fps
-        path = out_dir / f"{stem}_t{round(t * 1000):08d}ms.jpg"
-        _write_jpeg(cv2, path, image, quality)
+            next_t += 1.0 / how.fps
+        path = how.out_dir / f"{stem}_t{round(t * 1000):08d}ms.jpg"
+        _write_jpeg(cv2, path, image, how.jpeg_quality)
         when = start + timedelta(seconds=t) if start else None
-        rows.append(FrameRow(path, stem, index, round(t, 4), when, individual, source))
+        rows.append(FrameRow(path, stem, index, round(t, 4), when, how.individual, source))
     bar.close()
     return rows
 

@@ -1,7 +1,7 @@
 """Synthetic field scenes: salamander heads in larger underwater-looking pictures, with labels.
 
 Field photos are whole scenes: a head somewhere in murky water among rocks, sticks and glare, at any
-scale, sometimes partly hidden. This module pastes heads drawn by :mod:`reid.synthetic.salamanders`
+scale, sometimes partly hidden. This module pastes heads drawn by :mod:`reid.synthetic.draw`
 (the same individuals, the same spot patterns) into such scenes and writes what a detector trains
 on, in the YOLO format labelImg writes:
 
@@ -31,14 +31,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from reid.errors import ReIDError
-from reid.synthetic.salamanders import (
-    CONDITIONS,
-    _entropy,
-    _shots,
-    _write_csv_atomically,
-    make_pattern,
-    render_layers,
-)
+from reid.synthetic.draw import CONDITIONS, make_pattern, render_layers, stable_seed
+from reid.synthetic.salamanders import plan_shots, write_csv_atomically
 
 SCENE_COLUMNS = ("path", "split", "individual", "date", "condition", "x1", "y1", "x2", "y2")
 # how the light of each time of day tints the whole scene (the head carries its own light)
@@ -56,59 +50,71 @@ class SceneHead:
     box: tuple[int, int, int, int]
 
 
+@dataclass(frozen=True)
+class SceneLayout:
+    """How scenes look: ``width`` x ``height`` pixels; heads at a side of ``head_scale`` times the
+    scene's shorter side; about ``empty_fraction`` of the scenes without a head and
+    ``second_head_fraction`` with a second animal; ``val_fraction`` of the scenes for validation.
+    """
+
+    width: int = 640
+    height: int = 480
+    empty_fraction: float = 0.1
+    second_head_fraction: float = 0.1
+    val_fraction: float = 0.2
+    head_scale: tuple[float, float] = (0.2, 0.55)
+
+
 def synthesize_scenes(
     out_dir: str | Path,
     num_individuals: int,
     scenes_per: int,
+    layout: SceneLayout | None = None,
     *,
     seed: int = 0,
-    width: int = 640,
-    height: int = 480,
     num_dates: int = 3,
     first_index: int = 1,
-    empty_fraction: float = 0.1,
-    second_head_fraction: float = 0.1,
-    val_fraction: float = 0.2,
-    head_scale: tuple[float, float] = (0.2, 0.55),
     progress: bool = True,
 ) -> Path:
     """Write ``num_individuals * scenes_per`` scenes (plus the empty ones) and return data.yaml.
 
     Scene j of individual i shows the photo the head generator would give for its j-th shot (same
-    date and light as :func:`reid.synthetic.salamanders.synthesize`), pasted at a side of
-    ``head_scale`` times the scene's shorter side. ``width`` x ``height`` pixels, JPEG quality 90.
+    date and light as :func:`reid.synthetic.salamanders.synthesize`), pasted into a scene laid out
+    by ``layout`` (default :class:`SceneLayout`). JPEG quality 90.
     """
+    look = layout or SceneLayout()
+    width, height = look.width, look.height
     if num_individuals < 1 or scenes_per < 1 or min(width, height) < 128:
         raise ReIDError(
             "synthesize_scenes needs at least 1 individual, 1 scene each and scenes of at "
             f"least 128 px (got {num_individuals}, {scenes_per}, {width}x{height})."
         )
     out_dir = Path(out_dir)
-    rng = np.random.default_rng(_entropy("scenes", seed))
+    rng = np.random.default_rng(stable_seed("scenes", seed))
     start = np.datetime64("2025-08-20")
     dates = [str(start + d) for d in range(num_dates)]
     patterns = {i: make_pattern(f"JGS{i:03d}", seed) for i in
                 range(first_index, first_index + num_individuals)}  # fmt: skip
-    jobs = [(i, shot) for i in patterns for shot in _shots(i, scenes_per, dates, CONDITIONS)]
-    jobs += [(None, None)] * int(round(empty_fraction * len(jobs)))
+    jobs = [(i, shot) for i in patterns for shot in plan_shots(i, scenes_per, dates, CONDITIONS)]
+    jobs += [(None, None)] * int(round(look.empty_fraction * len(jobs)))
     order = rng.permutation(len(jobs))
     rows: list[list[str]] = []
     for n, j in enumerate(tqdm(order, desc="scenes", unit="scene", disable=not progress)):
         index, shot = jobs[j]
-        split = "val" if rng.random() < val_fraction else "train"
+        split = "val" if rng.random() < look.val_fraction else "train"
         stem = f"scene{n:05d}"
         heads = []
         if index is not None:
             heads.append((patterns[index], shot))
-            if rng.random() < second_head_fraction and len(patterns) > 1:
+            if rng.random() < look.second_head_fraction and len(patterns) > 1:
                 other = int(rng.choice([i for i in patterns if i != index]))
                 heads.append((patterns[other], (10_000 + n, shot[1], shot[2], 0)))
-        image, placed = _render_scene(rng, width, height, heads, seed, head_scale)
+        image, placed = _render_scene(rng, width, height, heads, seed, look.head_scale)
         _write_scene(out_dir, split, stem, image, placed, width, height)
         rel = f"images/{split}/{stem}.jpg"
         rows += [[rel, split, h.individual, h.date, h.condition, *map(str, h.box)]
                  for h in placed] or [[rel, split, "", "", "", "", "", "", ""]]  # fmt: skip
-    _write_csv_atomically(out_dir / "scenes.csv", SCENE_COLUMNS, rows)
+    write_csv_atomically(out_dir / "scenes.csv", SCENE_COLUMNS, rows)
     data = out_dir / "data.yaml"
     text = yaml.safe_dump({"path": str(out_dir.resolve()), "train": "images/train",
                            "val": "images/val", "names": {0: "head"}}, sort_keys=False)  # fmt: skip
@@ -122,7 +128,7 @@ def _render_scene(rng, width, height, heads, seed, head_scale):
     placed: list[SceneHead] = []
     for pattern, (k, date, condition, _frame) in heads:
         side = int(rng.uniform(*head_scale) * min(width, height))
-        head_rng = np.random.default_rng(_entropy("photo", pattern.individual, seed,
+        head_rng = np.random.default_rng(stable_seed("photo", pattern.individual, seed,
                                                   pattern.population, k))  # fmt: skip
         layers = render_layers(pattern, head_rng, condition, max(side, 32))
         x0 = int(rng.integers(-side // 8, width - side + side // 8 + 1))

@@ -1,49 +1,44 @@
 """One plain training loop: classifier + embedding heads fine-tuned together.
 
 Adam, batches of several photos per individual (MPerClassSampler), early stopping on validation
-loss, mixed precision and channels-last on a GPU, a progress bar, resume from ``last.pt``.
+loss, mixed precision and channels-last on a GPU, a progress bar, resume from ``last.pt``. The
+photos and their split come from :mod:`reid.training.data`, early stopping and ``last.pt`` from
+:mod:`reid.training.resume`, heads fitted on frozen features from :mod:`reid.training.heads`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from reid.config import Config, from_dict, save_config, to_dict
-from reid.device import resolve_device, to_tensor_batch
+from reid.config import Config, save_config
+from reid.device import resolve_device
 from reid.errors import ReIDError
-from reid.features.checkpoint import (
-    BEST_NAME,
-    LAST_NAME,
-    SCRIPTED_NAME,
-    atomic_torch_save,
-    save_checkpoint,
-    save_scripted,
-)
-from reid.features.model import ReIDModel, ReIDOutput, build_model
-from reid.io.datasets import Sample, load_images, split_by_sighting, split_category_by_individual
-from reid.training.augment import build_augment
-from reid.training.losses import ReIDLoss, build_loss, imprint_centres
-
-if TYPE_CHECKING:  # reid.features.whiten is imported only by runs that use it
-    from reid.features.whiten import Whitening
+from reid.features.checkpoint import BEST_NAME, LAST_NAME, export_run, save_checkpoint
+from reid.features.export import EXPORT_NAME
+from reid.features.model import ReIDModel, build_model
+from reid.io.datasets import ImageRecord
+from reid.training.data import ImageSet, TrainData, collate, prepare_data
+from reid.training.heads import fit_training_whitening, probe_heads
+from reid.training.losses import ReIDLoss, build_loss
+from reid.training.resume import EarlyStop, LastCheckpoint
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` gives back (also written as train_summary.json in the run folder)."""
+
     run_dir: Path
     checkpoint: Path
     classes: list[str]
@@ -58,27 +53,6 @@ class TrainResult:
     holdout_individuals: list[str] = field(default_factory=list)
 
 
-class ImageSet(Dataset):
-    """Cached (S, S, 3) uint8 photos + integer labels; augments on the fly when ``augment``."""
-
-    def __init__(self, images: Sequence[np.ndarray], labels: Sequence[int], augment=None) -> None:
-        self.images, self.labels, self.augment = images, list(labels), augment
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        img = self.images[i]
-        if self.augment is not None:
-            img = self.augment(image=img)["image"]
-        return img, self.labels[i]
-
-
-def _collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images = to_tensor_batch(np.stack([b[0] for b in batch]))
-    return images, torch.tensor([b[1] for b in batch], dtype=torch.long)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -87,7 +61,7 @@ def seed_everything(seed: int) -> None:
 
 def train(
     cfg: Config,
-    samples: Sequence[Sample],
+    samples: Sequence[ImageRecord],
     out_dir: str | Path,
     *,
     resume: bool = False,
@@ -103,20 +77,62 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
-    data = _prepare_data(cfg, samples, progress, log)
+    data = prepare_data(cfg, samples, progress, log)
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg, len(data.classes)).to(device)
-    if device.type == "cuda" and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg.loss, len(data.classes), cfg.model.embedding_dim).to(device)
-    optimizer = torch.optim.Adam(
-        _param_groups(model, loss_fn, cfg), weight_decay=cfg.train.weight_decay
-    )
+    model, loss_fn, optimizer = _build(cfg, len(data.classes), device)
     log(
         f"{len(data.classes)} classes; {len(data.train)} train / {len(data.val)} validation "
         f"photos (split by {'sighting' if cfg.data.label_column == 'individual' else 'individual'}"
         f"); device {device}"
     )
+    _check_options(cfg, data, log)
+    if cfg.train.head_init == "whitening" and not resume:
+        probe_heads(model, loss_fn, cfg, data, device, progress, log)
+    state = EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
+    last = LastCheckpoint(out_dir / LAST_NAME, cfg, data.fingerprint)
+    first_epoch = last.restore(model, loss_fn, optimizer, state, log) if resume else 1
+    if not resume:
+        (out_dir / "train_log.csv").unlink(missing_ok=True)  # a fresh run starts a fresh log
+    save_config(cfg, out_dir / "config.yaml")  # after the resume checks: it describes this run
+    if state.should_stop():  # resuming a run that had already stopped early
+        log(f"nothing to do: this run stopped early after epoch {first_epoch - 1}")
+        epoch, seen, train_seconds = first_epoch - 1, 0, 0.0
+    else:
+        loop = _Loop(model, loss_fn, optimizer, device, cfg, progress)
+        epoch, seen, train_seconds = _run_epochs(loop, data, state, last, first_epoch, out_dir, log)
+    if cfg.model.whitening == "learned":
+        _whiten_best(model, cfg, data, out_dir, device, progress, log)
+    _export(cfg, out_dir, log)
+    result = TrainResult(
+        out_dir, out_dir / BEST_NAME, data.classes, epoch, state.best_epoch, state.best,
+        len(data.train), len(data.val), data.num_skipped,
+        round(time.perf_counter() - start, 1),
+        round(seen / train_seconds, 1) if train_seconds else 0.0, data.holdout,
+    )  # fmt: skip
+    (out_dir / "train_summary.json").write_text(
+        json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}, indent=2
+        )
+    )
+    return result
+
+
+def _build(
+    cfg: Config, num_classes: int, device: torch.device
+) -> tuple[ReIDModel, ReIDLoss, torch.optim.Optimizer]:
+    """The model (channels-last on a GPU when asked), its loss and their Adam optimiser."""
+    model = build_model(cfg, num_classes).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, num_classes, cfg.model.embedding_dim).to(device)
+    optimizer = torch.optim.Adam(
+        _param_groups(model, loss_fn, cfg), weight_decay=cfg.train.weight_decay
+    )
+    return model, loss_fn, optimizer
+
+
+def _check_options(cfg: Config, data: TrainData, log: Callable[[str], None]) -> None:
+    """Refuse options the data cannot support; warn about settings known not to learn."""
     if cfg.model.whitening == "learned" or cfg.train.head_init == "whitening":
         counts = np.bincount(data.train.labels, minlength=len(data.classes))
         if counts.max(initial=0) < 2:
@@ -132,20 +148,17 @@ def train(
             "without BatchNorm re-normalising each batch, training at 1e-3 did not learn at all "
             "on synthetic salamanders; lower train.lr or train.backbone_lr_scale (5e-5 worked)"
         )
-    if cfg.train.head_init == "whitening" and not resume:
-        _probe_heads(model, loss_fn, cfg, data, device, progress, log)
-    state = _EarlyStop(cfg.train.early_stop_patience, cfg.train.early_stop_min_delta)
-    resumed = _Resume(out_dir / LAST_NAME, cfg, data.fingerprint)
-    first_epoch = resumed.restore(model, loss_fn, optimizer, state, log) if resume else 1
-    if not resume:
-        (out_dir / "train_log.csv").unlink(missing_ok=True)  # a fresh run starts a fresh log
-    save_config(cfg, out_dir / "config.yaml")  # after the resume checks: it describes this run
-    loop = _Loop(model, loss_fn, optimizer, device, cfg, progress)
+
+
+def _run_epochs(
+    loop: _Loop, data: TrainData, state: EarlyStop, last: LastCheckpoint, first_epoch: int,
+    out_dir: Path, log: Callable[[str], None],
+) -> tuple[int, int, float]:  # fmt: skip
+    """Epochs ``first_epoch`` .. train.epochs, or until early stopping; each one logged, the best
+    saved as model.pt and every one as last.pt. Returns (last epoch run, photos trained on,
+    seconds spent training)."""
     seen, train_seconds, epoch = 0, 0.0, first_epoch - 1
-    if state.should_stop():  # resuming a run that had already stopped early
-        log(f"nothing to do: this run stopped early after epoch {epoch}")
-        first_epoch = cfg.train.epochs + 1
-    for epoch in range(first_epoch, cfg.train.epochs + 1):
+    for epoch in range(first_epoch, loop.cfg.train.epochs + 1):
         t0 = time.perf_counter()
         train_stats = loop.train_epoch(data.train, epoch)
         train_seconds += time.perf_counter() - t0
@@ -162,82 +175,50 @@ def train(
         _append_log(out_dir / "train_log.csv", row)
         log(_format_row(row))
         if improved:
-            fp = save_checkpoint(
-                out_dir / BEST_NAME,
-                model,
-                cfg,
-                data.classes,
-                extra={
-                    "loss_state": loss_fn.state_dict(),
-                    "epoch": epoch,
-                    "val": val_stats,
-                    "holdout_individuals": data.holdout,
-                },
-            )
-            _save_scripted(model, cfg, fp, out_dir, log)
-        resumed.save(model, loss_fn, optimizer, state, epoch, data.classes)
+            _save_best(loop.model, loop.loss_fn, loop.cfg, data, epoch, val_stats, out_dir, log)
+        last.save(loop.model, loop.loss_fn, loop.optimizer, state, epoch, data.classes)
         if state.should_stop():
             log(
                 f"early stopping: validation loss has not improved by {state.min_delta} "
                 f"for {state.patience} epochs"
             )
             break
-    if cfg.model.whitening == "learned":
-        _whiten_best(model, cfg, data, out_dir, device, progress, log)
-    result = TrainResult(
-        out_dir, out_dir / BEST_NAME, data.classes, epoch, state.best_epoch, state.best,
-        len(data.train), len(data.val), data.num_skipped,
-        round(time.perf_counter() - start, 1),
-        round(seen / train_seconds, 1) if train_seconds else 0.0, data.holdout,
-    )  # fmt: skip
-    (out_dir / "train_summary.json").write_text(
-        json.dumps(
-            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}, indent=2
-        )
+    return epoch, seen, train_seconds
+
+
+def _save_best(
+    model: ReIDModel, loss_fn: ReIDLoss, cfg: Config, data: TrainData, epoch: int,
+    val_stats: dict[str, float], out_dir: Path, log: Callable[[str], None],
+) -> None:  # fmt: skip
+    """model.pt for a new best epoch."""
+    save_checkpoint(
+        out_dir / BEST_NAME,
+        model,
+        cfg,
+        data.classes,
+        extra={
+            "loss_state": loss_fn.state_dict(),
+            "epoch": epoch,
+            "val": val_stats,
+            "holdout_individuals": data.holdout,
+        },
     )
-    return result
 
 
-def _save_scripted(
-    model: ReIDModel, cfg: Config, fp: str, out_dir: Path, log: Callable[[str], None]
-) -> None:
+def _export(cfg: Config, out_dir: Path, log: Callable[[str], None]) -> None:
+    """model.onnx, the exported copy of the final model.pt, for a fast `reid match` start on a
+    CPU (train.export_onnx; tens of seconds on a 2-core CPU, so once per run)."""
+    if not cfg.train.export_onnx:
+        return
     try:  # a speed-up only: matching falls back to model.pt without it
-        save_scripted(model, cfg.data.input_size, fp, out_dir / SCRIPTED_NAME)
-    except Exception as exc:  # noqa: BLE001 - tracing failures come in many types
-        (out_dir / SCRIPTED_NAME).unlink(missing_ok=True)
-        log(f"no TorchScript copy ({type(exc).__name__}): matching will load model.pt")
-
-
-@torch.no_grad()
-def pooled_features(
-    model: ReIDModel, images: Sequence[np.ndarray], device: torch.device, batch_size: int,
-    progress: bool = False,
-) -> np.ndarray:  # fmt: skip
-    """(S, S, 3) uint8 photos -> (N, F) float32 pooled backbone features, eval mode."""
-    model.eval()
-    out = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="features", disable=not progress, leave=False, unit="batch"):
-        batch = to_tensor_batch(np.stack(images[start : start + batch_size])).to(device)
-        out.append(model.features(batch).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.classifier.in_features), np.float32)
-
-
-def _fit_whitening(
-    model: ReIDModel, cfg: Config, data: _Data, device: torch.device, progress: bool
-) -> tuple[np.ndarray, Whitening]:
-    """Pooled features (N, F) of the unaugmented training photos, and the learned whitening
-    fitted on them with their identities."""
-    from reid.features.whiten import fit_whitening
-
-    feats = pooled_features(model, data.train.images, device, cfg.train.batch_size, progress)
-    labels = [data.classes[i] for i in data.train.labels]
-    w = fit_whitening(feats, labels, cfg.model.embedding_dim, cfg.model.whitening_shrinkage)
-    return feats, w
+        export_run(out_dir)
+    except Exception as exc:  # noqa: BLE001 - exporter failures come in many types
+        (out_dir / EXPORT_NAME).unlink(missing_ok=True)
+        log(f"no ONNX copy of the model ({type(exc).__name__}): matching will load model.pt")
 
 
 def _whiten_best(
-    model: ReIDModel, cfg: Config, data: _Data, out_dir: Path, device: torch.device,
+    model: ReIDModel, cfg: Config, data: TrainData, out_dir: Path, device: torch.device,
     progress: bool, log: Callable[[str], None],
 ) -> None:  # fmt: skip
     """model.whitening=learned: the best checkpoint's embedding head becomes the learned
@@ -248,60 +229,18 @@ def _whiten_best(
     if "whitening" in payload:  # a resumed run whose best epoch was whitened already: keep it
         return  # (refitting could change its fingerprint and orphan galleries enrolled with it)
     model.load_state_dict(payload["model_state"])
-    feats, w = _fit_whitening(model, cfg, data, device, progress)
+    feats, w = fit_training_whitening(model, cfg, data, device, progress)
     install(model, w)
     # loss_state (ArcFace centres) belonged to the replaced head; val was measured with it
     keep = ("format", "config", "classes", "model_state", "fingerprint", "created_at",
             "loss_state", "val")  # fmt: skip
     extra = {k: v for k, v in payload.items() if k not in keep}
     extra["whitening"] = {"photos": w.num_photos, "pairs": w.num_pairs, "rank": w.rank}
-    fp = save_checkpoint(out_dir / BEST_NAME, model, cfg, data.classes, extra=extra)
-    _save_scripted(model, cfg, fp, out_dir, log)
+    save_checkpoint(out_dir / BEST_NAME, model, cfg, data.classes, extra=extra)
     log(
         f"embedding head: learned whitening of {feats.shape[1]} features to "
         f"{cfg.model.embedding_dim}, fitted on {w.num_photos} training photos "
         f"({w.num_pairs} same-identity pairs)"
-    )
-
-
-def _probe_heads(
-    model: ReIDModel, loss_fn: ReIDLoss, cfg: Config, data: _Data, device: torch.device,
-    progress: bool, log: Callable[[str], None], steps: int = 200,
-) -> None:  # fmt: skip
-    """train.head_init=whitening: the embedding head becomes the learned whitening of the
-    pretrained features of the (unaugmented) training photos; ArcFace class centres start at
-    their classes' mean embeddings; then the classifier and the loss's own parameters learn on
-    those fixed features (full batch, Adam)."""
-    from reid.features.whiten import install
-
-    feats, w = _fit_whitening(model, cfg, data, device, progress)
-    install(model, w, feats)
-    x = torch.from_numpy(feats).to(device)
-    y = torch.tensor(data.train.labels, device=device)
-    with torch.no_grad():
-        emb = torch.nn.functional.normalize(model.embedding(x).float(), dim=1)
-    opt = torch.optim.Adam(
-        [{"params": model.classifier.parameters(), "lr": 1e-3},  # Adam's usual rate
-         {"params": loss_fn.parameters(), "lr": cfg.loss.lr}],
-    )  # fmt: skip
-    has_params = any(True for _ in loss_fn.parameters())
-    imprinted = imprint_centres(loss_fn.metric, emb, y)
-    first = last = None
-    for _ in range(steps):
-        logits = model.classifier(x).float()
-        if has_params:  # ArcFace centres learn on the fixed embeddings
-            loss = loss_fn(ReIDOutput(emb, logits), y)["loss"]
-        else:  # triplet: a constant on fixed embeddings, and its miner over N photos is N^3
-            loss = loss_fn.ce(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        last = float(loss.detach())
-        first = last if first is None else first
-    log(
-        f"heads fitted on the pretrained features: whitening to {cfg.model.embedding_dim} "
-        f"dimensions; {'class centres imprinted; ' if imprinted else ''}classifier and loss "
-        f"parameters: loss {first:.3f} -> {last:.3f} in {steps} steps"
     )
 
 
@@ -319,182 +258,6 @@ def _param_groups(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: Config)
              "lr": cfg.train.lr},
         ]  # fmt: skip
     return [*groups, {"params": loss_fn.parameters(), "lr": cfg.loss.lr}]
-
-
-@dataclass
-class _Data:
-    train: ImageSet
-    val: ImageSet
-    classes: list[str]
-    holdout: list[str]
-    num_skipped: int
-    fingerprint: str  # which photos went to train and val: a resumed run must see the same
-
-
-def _prepare_data(
-    cfg: Config, samples: Sequence[Sample], progress: bool, log: Callable[[str], None]
-) -> _Data:
-    """Hold out individuals, decode every photo once, split by sighting, build the datasets."""
-    samples, holdout = hold_out_individuals(samples, cfg.data.holdout_individuals, cfg.train.seed)
-    if holdout:
-        log(
-            f"{len(holdout)} individuals held out of training for open-set calibration: "
-            f"{', '.join(holdout)}"
-        )
-    loaded = load_images(
-        samples,
-        cfg.data.input_size,
-        max_pixels=cfg.data.max_image_pixels,
-        progress=progress,
-        num_threads=cfg.train.num_threads,
-    )
-    log(loaded.summary())
-    labels = [s.get(cfg.data.label_column) for s in loaded.samples]
-    if len(set(labels)) < 2:
-        raise ReIDError(
-            f"Training needs photos of at least 2 different {cfg.data.label_column} values; "
-            f"found {len(set(labels))} among {len(loaded.samples)} usable photos."
-        )
-    if cfg.data.label_column == "individual":
-        train_idx, val_idx = split_by_sighting(
-            loaded.samples, cfg.data.val_fraction, cfg.train.seed
-        )
-    else:  # a category screen must be validated on animals it never saw
-        train_idx, val_idx = split_category_by_individual(
-            loaded.samples, labels, cfg.data.val_fraction, cfg.train.seed
-        )
-    classes = sorted({labels[i] for i in train_idx})
-    index = {c: k for k, c in enumerate(classes)}
-    val_idx = [i for i in val_idx if labels[i] in index]
-    digest = hashlib.sha256()
-    for part, ids in (("train", train_idx), ("val", val_idx)):
-        digest.update(part.encode())
-        for i in ids:
-            digest.update(f"{loaded.samples[i].path}\x1f{labels[i]}\n".encode())
-    augment = build_augment(cfg.augment, cfg.data.input_size, seed=cfg.train.seed)
-    return _Data(
-        ImageSet([loaded.images[i] for i in train_idx], [index[labels[i]] for i in train_idx],
-                 augment),
-        ImageSet([loaded.images[i] for i in val_idx], [index[labels[i]] for i in val_idx]),
-        classes, holdout, len(loaded.skipped), digest.hexdigest()[:16],
-    )  # fmt: skip
-
-
-def hold_out_individuals(
-    samples: Sequence[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[str]]:
-    """Drop a seeded ``fraction`` of the individuals: at least 2 when fraction > 0, but never so
-    many that fewer than 2 remain to train on; returns (kept samples, sorted held-out ids)."""
-    individuals = sorted({s.individual for s in samples})
-    if fraction <= 0:
-        return list(samples), []
-    count = min(max(2, round(len(individuals) * fraction)), len(individuals) - 2)
-    if count < 1:
-        raise ReIDError(
-            f"data.holdout_individuals={fraction} leaves too few individuals to train "
-            f"on ({len(individuals)} in all): set it to 0 or add individuals."
-        )
-    held = sorted(random.Random(seed).sample(individuals, count))
-    return [s for s in samples if s.individual not in set(held)], held
-
-
-@dataclass
-class _EarlyStop:
-    patience: int
-    min_delta: float
-    best: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def update(self, val_loss: float | None, epoch: int) -> bool:
-        """True if this epoch is the new best (always, when there is no validation set)."""
-        if val_loss is None or self.best is None or val_loss < self.best - self.min_delta:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    def should_stop(self) -> bool:
-        return self.best is not None and self.bad_epochs >= self.patience
-
-
-class _Resume:
-    """``last.pt``: everything needed to continue a run exactly where it stopped."""
-
-    def __init__(self, path: Path, cfg: Config, data_fingerprint: str) -> None:
-        self.path, self.cfg, self.data_fingerprint = path, cfg, data_fingerprint
-
-    def save(
-        self,
-        model: ReIDModel,
-        loss_fn: ReIDLoss,
-        optimizer,
-        state: _EarlyStop,
-        epoch: int,
-        classes: list[str],
-    ) -> None:
-        atomic_torch_save({
-            "model_state": model.state_dict(), "loss_state": loss_fn.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "classes": classes,
-            "early_stop": asdict(state), "config": to_dict(self.cfg),
-            "data_fingerprint": self.data_fingerprint,
-        }, self.path)  # fmt: skip
-
-    def restore(
-        self,
-        model: ReIDModel,
-        loss_fn: ReIDLoss,
-        optimizer,
-        state: _EarlyStop,
-        log: Callable[[str], None],
-    ) -> int:
-        """Load the saved state into the given objects; returns the first epoch to run."""
-        if not self.path.is_file():
-            raise ReIDError(
-                f"Cannot resume: {self.path} does not exist (train without --resume first)."
-            )
-        try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ReIDError(
-                f"Cannot resume: {self.path} cannot be read ({type(exc).__name__}); "
-                "start a new run directory."
-            ) from None
-        self._check(saved)
-        model.load_state_dict(saved["model_state"])
-        loss_fn.load_state_dict(saved["loss_state"])
-        optimizer.load_state_dict(saved["optimizer"])
-        for key, value in saved["early_stop"].items():
-            setattr(state, key, value)
-        log(f"resuming after epoch {saved['epoch']}")
-        return saved["epoch"] + 1
-
-    def _check(self, saved: dict) -> None:
-        try:  # keys added since that run was saved take their defaults (the old behaviour)
-            old = to_dict(from_dict(saved.get("config", {})))
-        except ReIDError:
-            old = dict(saved.get("config", {}))
-        new = to_dict(self.cfg)
-        old.get("train", {}).pop("epochs", None)
-        new["train"].pop("epochs")
-        changed = [
-            f"{section}.{key}"
-            for section in new
-            for key in new[section]
-            if old.get(section, {}).get(key) != new[section][key]
-        ]
-        if changed:
-            raise ReIDError(
-                f"Cannot resume from {self.path}: the config differs in "
-                f"{', '.join(changed[:4])}; only train.epochs may change when "
-                "resuming (start a new run directory to change the rest)."
-            )
-        if saved.get("data_fingerprint") != self.data_fingerprint:
-            raise ReIDError(
-                f"Cannot resume from {self.path}: the photos or their train/validation "
-                "split differ from the run being resumed; use the same data or start "
-                "a new run directory."
-            )
 
 
 class _Loop:
@@ -538,7 +301,7 @@ class _Loop:
             batch_size=batch,
             sampler=sampler,
             drop_last=True,
-            collate_fn=_collate,
+            collate_fn=collate,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
@@ -573,7 +336,7 @@ class _Loop:
         loader = DataLoader(
             data,
             batch_size=self.cfg.train.batch_size,
-            collate_fn=_collate,
+            collate_fn=collate,
             num_workers=self.workers,
         )
         totals, correct, n = {"loss": 0.0, "ce": 0.0, "metric": 0.0}, 0, 0
