@@ -1,7 +1,7 @@
 """The data sets the benchmarks run on, by name: synthetic salamanders and the real photo sets in
 ``../shared/data`` (never copied into the repository; a missing folder is one clear error).
 
-Each loader returns ``(samples, label_column)``: ``Sample.individual`` is the animal (what an
+Each loader returns ``(samples, label_column)``: ``ImageRecord.individual`` is the animal (what an
 open-set split keeps together) and ``label_column`` names the identity a match must get right.
 For most sets both are the individual; for nyala the identity is the flank (left and right of one
 antelope are different patterns), so an animal left out takes both of its flanks with it.
@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reid.io.datasets import Sample, read_dataset
+from reid.io.datasets import ImageRecord, read_dataset
 from reid.synthetic.salamanders import synthesize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NYALA_PHOTO = re.compile(r"^(?P<sighting>[^_]+)_(?P<side>left|right)photo$")
 
 
-def nyala_samples(root: Path) -> list[Sample]:
+def nyala_samples(root: Path) -> list[ImageRecord]:
     """``<individual>/<sighting>_{left,right}photo.jpg``; the class is individual + flank."""
     samples = []
     for file in sorted(root.glob("*/*.jpg")):
@@ -28,7 +28,7 @@ def nyala_samples(root: Path) -> list[Sample]:
             continue
         ind = file.parent.name
         samples.append(
-            Sample(
+            ImageRecord(
                 path=file,
                 individual=ind,
                 side=m["side"],
@@ -48,7 +48,7 @@ def load(
     dates: int = 3,
     size: int = 256,
     seed: int = 0,
-) -> tuple[list[Sample], str]:
+) -> tuple[list[ImageRecord], str]:
     """``synthetic`` | ``att_faces`` | ``nyala`` | a folder or manifest of your own."""
     if name == "synthetic":
         manifest = synthesize(

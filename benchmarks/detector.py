@@ -1,7 +1,7 @@
 """Head detector on synthetic scenes (CPU), then detect -> crop -> match end to end.
 
 1. Detector: a YOLOv5n (``yolov5nu.yaml``, random initial weights: nothing is downloaded) is
-   trained with ``reid.detect.detector.train_detector`` on
+   trained with ``reid.detect.training.train_detector`` on
    scenes of individuals 101-130 and tested on
    scenes never used in training or model selection (individuals 201-210, another seed):
    box precision, recall, mAP50 and mAP50-95 there, and the training time.
@@ -11,14 +11,14 @@
    date's scenes:
    - perfect crops: enrolled and queried with the true boxes;
    - detector: the same photos enrolled through the detector (``enroll_samples(detector=)``, as
-     ``reid enroll --detector``), queries through ``match_photos(detector=)`` (as ``reid match
-     --detector``): every head found is a query; a true head counts as identified when a
-     detected crop overlaps its true crop (IoU >= 0.5) and is matched to the right individual
-     first, so a missed head counts as wrong.
+     ``reid enroll --detector``), queries through ``match_photos`` with ``MatchOptions(detector=)``
+     (as ``reid match --detector``): every head found is a query; a true head counts as
+     identified when a detected crop overlaps its true crop (IoU >= 0.5) and is matched to the
+     right individual first, so a missed head counts as wrong.
    Known rank-1 of both, their difference (target: within 3 points), detection recall, false
    detections and what empty scenes gave.
 
-    python benchmarks/detector.py
+    python -m benchmarks.detector
 """
 
 from __future__ import annotations
@@ -26,37 +26,32 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import write_results  # noqa: E402
-from reid.config import load_config  # noqa: E402
-from reid.detect.crop import crop_box  # noqa: E402
-from reid.detect.detector import (  # noqa: E402
-    NO_HEAD,
-    crop_samples,
-    load_detector,
-    read_info,
+from benchmarks.common import write_results
+from reid.config import load_config
+from reid.detect.crop import crop_box
+from reid.detect.detector import NO_HEAD, load_detector, read_info
+from reid.detect.heads import crop_samples
+from reid.detect.training import (
+    DetectorTrainOptions,
     train_detector,
     validate_detector,
 )
-from reid.features.embedder import Embedder  # noqa: E402
-from reid.gallery import Gallery  # noqa: E402
-from reid.io.datasets import Sample  # noqa: E402
-from reid.pipeline import enroll_samples, match_photos  # noqa: E402
-from reid.synthetic.scenes import read_scene_heads, synthesize_scenes  # noqa: E402
-from reid.training.loop import train  # noqa: E402
+from reid.evaluation.gallery_eval import enrolled_gallery, query_gallery
+from reid.features.embedder import Embedder
+from reid.gallery import Gallery
+from reid.io.datasets import ImageRecord
+from reid.pipeline import MatchOptions, match_photos
+from reid.synthetic.scenes import read_scene_heads, synthesize_scenes
+from reid.training.loop import train
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-individuals", type=int, default=30)
     ap.add_argument("--train-scenes-per", type=int, default=10)
@@ -74,7 +69,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="detector")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/detector"))
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     start = time.perf_counter()
     if args.detector is None:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -87,8 +86,9 @@ def main() -> None:
             args.work / "train_scenes", args.train_individuals, args.train_scenes_per,
             seed=args.seed, first_index=101, progress=False,
         )  # fmt: skip
-        run = train_detector(data, args.work / "detector", epochs=args.epochs, imgsz=args.imgsz,
-                             crop_margin=args.margin, seed=args.seed)  # fmt: skip
+        options = DetectorTrainOptions(epochs=args.epochs, imgsz=args.imgsz,
+                                       crop_margin=args.margin, seed=args.seed)  # fmt: skip
+        run = train_detector(data, args.work / "detector", options)
         det_dir, train_seconds, epochs_run = run.directory, run.train_seconds, run.epochs_run
         val_metrics = run.metrics
     else:
@@ -154,7 +154,9 @@ def _iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _end_to_end(args, det_dir: Path) -> dict:
+def _e2e_scenes(args) -> tuple[list[ImageRecord], list[ImageRecord], list[Path]]:
+    """Scenes of individuals 1-``known`` over 3 dates: (enroll/train: the hand-perfect crops of
+    the first two dates' one-head scenes; queries: every head of the last date; empty scenes)."""
     root = args.work / "e2e_scenes"
     shutil.rmtree(root, ignore_errors=True)
     synthesize_scenes(root, args.known, args.scenes_per, seed=args.seed, first_index=1,
@@ -166,87 +168,82 @@ def _end_to_end(args, det_dir: Path) -> dict:
     dates = sorted({r["date"] for r in rows if r["date"]})
     w, h = 640, 480
 
-    def perfect(r) -> Sample:
+    def perfect(r) -> ImageRecord:
         box = tuple(int(r[k]) for k in ("x1", "y1", "x2", "y2"))
-        return Sample(root / r["path"], r["individual"], date=r["date"], condition=r["condition"],
-                      box=crop_box(box, w, h, args.margin))  # fmt: skip
+        box = crop_box(box, w, h, args.margin)
+        return ImageRecord(root / r["path"], r["individual"], date=r["date"],
+                           condition=r["condition"], box=box)  # fmt: skip
 
-    # enroll/train: one-head scenes of the first two dates; queries: every head of the last date
     enroll = [perfect(r) for p, rs in heads_in.items() if len(rs) == 1 and rs[0]["individual"]
               and rs[0]["date"] in dates[:2] for r in rs]  # fmt: skip
     queries = [perfect(r) for r in rows if r["individual"] and r["date"] == dates[-1]]
     empty = sorted({root / r["path"] for r in rows if not r["individual"]})
+    return enroll, queries, empty
+
+
+def _through_detector(g: Gallery, embedder: Embedder, detector, queries: list[ImageRecord],
+                      empty: list[Path]) -> dict:  # fmt: skip
+    """Match every scene through the detector; score each true head (a head is identified
+    when a detected crop overlaps its true crop, IoU >= 0.5, and its first candidate is right)."""
+    photos = sorted({q.path for q in queries})
+    options = MatchOptions(progress=False, detector=detector)
+    rows_out = match_photos(g, photos + empty, embedder, options)
+    by_photo = defaultdict(list)
+    for row in rows_out:
+        by_photo[row.path].append(row)
+    found = hit = 0
+    used = set()
+    for q in queries:
+        cands = [r for r in by_photo[q.path] if r.match is not None and r.box is not None]
+        best = max(cands, key=lambda r: _iou(r.box, q.box), default=None)
+        if best is None or _iou(best.box, q.box) < 0.5:
+            continue
+        found += 1
+        used.add(id(best))
+        hit += best.match.candidates[0].individual == q.individual
+    query_rows = [r for p in photos for r in by_photo[p]]
+    empty_rows = [r for p in empty for r in by_photo[p]]
+    return {
+        "rank1": round(hit / len(queries), 4),
+        "heads_detected": found,
+        "rank1_of_detected_heads": round(hit / max(found, 1), 4),
+        "false_detections_in_query_scenes": sum(
+            1 for r in query_rows if r.match is not None and id(r) not in used
+        ),
+        "empty_scenes_no_head_found": sum(1 for r in empty_rows if r.error == NO_HEAD),
+    }
+
+
+def _end_to_end(args, det_dir: Path) -> dict:
+    enroll, queries, empty = _e2e_scenes(args)
     overrides = [f"data.input_size={args.input_size}", f"train.seed={args.seed}"]
     if args.id_epochs:
         overrides.append(f"train.epochs={args.id_epochs}")
-    cfg = load_config(CONFIG, overrides)
+    cfg = load_config("field", overrides)
     detector = load_detector(det_dir)
     t0 = time.perf_counter()
     model_p = train(cfg, enroll, args.work / "id_perfect", log=print)
     id_seconds = time.perf_counter() - t0
     # as `reid train --detector`: the model learns from the crops the detector gives
-    plain = [Sample(s.path, s.individual, date=s.date, condition=s.condition) for s in enroll]
+    plain = [ImageRecord(s.path, s.individual, date=s.date, condition=s.condition) for s in enroll]
     heads = crop_samples(detector, plain, progress=False)
     model_d = train(cfg, heads.samples, args.work / "id_detector", log=print)
     emb_p, emb_d = Embedder.from_run(model_p.run_dir), Embedder.from_run(model_d.run_dir)
-
-    def gallery(name: str, embedder: Embedder) -> Gallery:
-        shutil.rmtree(args.work / name, ignore_errors=True)
-        return Gallery.create(args.work / name, model_fingerprint=embedder.fingerprint,
-                              embedding_dim=embedder.loaded.embedding_dim)  # fmt: skip
-
     # perfect crops: model, gallery and queries from the true boxes
-    g_p = gallery("g_perfect", emb_p)
-    enroll_samples(g_p, enroll, emb_p, progress=False)
-    emb = emb_p.embed_paths([q.path for q in queries], [q.box for q in queries], progress=False)
-    matches = g_p.identify(emb.embeddings, model_fingerprint=emb_p.fingerprint)
-    perfect_rank1 = sum(
-        m.candidates[0].individual == queries[i].individual
-        for i, m in zip(emb.indices, matches, strict=True)
-    ) / len(queries)
-    photos = sorted({q.path for q in queries})
-
-    def through_detector(g: Gallery, embedder: Embedder) -> dict:
-        """Match every scene through the detector; score each true head."""
-        rows_out = match_photos(g, photos + empty, embedder, progress=False, detector=detector)
-        by_photo = defaultdict(list)
-        for row in rows_out:
-            by_photo[row.path].append(row)
-        found = hit = 0
-        used = set()
-        for q in queries:
-            cands = [r for r in by_photo[q.path] if r.match is not None and r.box is not None]
-            best = max(cands, key=lambda r: _iou(r.box, q.box), default=None)
-            if best is None or _iou(best.box, q.box) < 0.5:
-                continue
-            found += 1
-            used.add(id(best))
-            hit += best.match.candidates[0].individual == q.individual
-        query_rows = [r for p in photos for r in by_photo[p]]
-        empty_rows = [r for p in empty for r in by_photo[p]]
-        return {
-            "rank1": round(hit / len(queries), 4),
-            "heads_detected": found,
-            "rank1_of_detected_heads": round(hit / max(found, 1), 4),
-            "false_detections_in_query_scenes": sum(
-                1 for r in query_rows if r.match is not None and id(r) not in used
-            ),
-            "empty_scenes_no_head_found": sum(1 for r in empty_rows if r.error == NO_HEAD),
-        }
-
+    g_p, _ = enrolled_gallery(args.work / "g_perfect", emb_p, enroll)
+    perfect_rank1 = query_gallery(g_p, emb_p, queries).rank1()
     # the whole pipeline through the detector: train, enroll and match
-    g_d = gallery("g_detector", emb_d)
-    outcome = enroll_samples(g_d, plain, emb_d, progress=False, detector=detector)
-    full = through_detector(g_d, emb_d)
+    g_d, outcome = enrolled_gallery(args.work / "g_detector", emb_d, plain, detector=detector)
+    full = _through_detector(g_d, emb_d, detector, queries, empty)
     # hand-cropped gallery and model, detector queries
-    mixed = through_detector(g_p, emb_p)
+    mixed = _through_detector(g_p, emb_p, detector, queries, empty)
     return {
         "known_rank1_perfect_crops": round(perfect_rank1, 4),
         "known_rank1_detector": full["rank1"],
         "known_rank1_detector_queries_only": mixed["rank1"],
         "difference_points": round(100 * (perfect_rank1 - full["rank1"]), 2) + 0.0,  # no -0.0
         "query_heads": len(queries),
-        "query_scenes": len(photos),
+        "query_scenes": len({q.path for q in queries}),
         "heads_detected": full["heads_detected"],
         "detection_recall": round(full["heads_detected"] / len(queries), 4),
         "rank1_of_detected_heads": full["rank1_of_detected_heads"],

@@ -15,34 +15,28 @@ Reports known rank-1 (the right individual ranked first), the share of known pho
 the right individual at the calibrated threshold, and the share of never-seen photos flagged NEW;
 writes benchmarks/results/e2e_gallery.{json,md}.
 
-    python benchmarks/e2e_gallery.py
+    python -m benchmarks.e2e_gallery
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import write_results  # noqa: E402
-from reid.config import load_config  # noqa: E402
-from reid.features.embedder import Embedder  # noqa: E402
-from reid.gallery import Gallery  # noqa: E402
-from reid.io.datasets import read_dataset  # noqa: E402
-from reid.pipeline import enroll_samples  # noqa: E402
-from reid.synthetic.salamanders import synthesize  # noqa: E402
-from reid.training.loop import train  # noqa: E402
-
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
+from benchmarks.common import write_results
+from reid.config import load_config
+from reid.evaluation.gallery_eval import enrolled_gallery, query_gallery
+from reid.features.embedder import Embedder
+from reid.io.datasets import ImageRecord, read_dataset
+from reid.synthetic.salamanders import synthesize
+from reid.training.loop import train
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--known", type=int, default=20)
     ap.add_argument("--unknown", type=int, default=10)
@@ -65,79 +59,63 @@ def main() -> None:
     )
     ap.add_argument("--input-size", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's")
-    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--config", default="field", help="installed config name or YAML path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="e2e_gallery", help="results file name")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/e2e_gallery"))
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def _individuals(
+    args: argparse.Namespace, folder: str, count: int, first: int
+) -> list[ImageRecord]:
+    """``count`` synthetic individuals numbered from ``first`` (same seed, same dates)."""
+    if not count:
+        return []
+    manifest = synthesize(
+        args.work / folder, count, args.images_per, seed=args.seed, num_dates=args.dates,
+        first_index=first, progress=False,
+    )  # fmt: skip
+    return read_dataset(manifest)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     start = time.perf_counter()
     shutil.rmtree(args.work, ignore_errors=True)
-
-    def individuals(folder: str, count: int, first_index: int) -> list:
-        """``count`` synthetic individuals numbered from ``first_index`` (same seed, dates)."""
-        if not count:
-            return []
-        manifest = synthesize(
-            args.work / folder, count, args.images_per, seed=args.seed, num_dates=args.dates,
-            first_index=first_index, progress=False,
-        )  # fmt: skip
-        return read_dataset(manifest)
-
-    known = individuals("known", args.known, 1)
-    unknown = individuals("unknown", args.unknown, args.known + 1)
-    extra = individuals("calibration", args.calibration_individuals, args.known + args.unknown + 1)
-    dates = sorted({s.date for s in known})
-    early = set(dates[: args.enroll_dates])
+    known = _individuals(args, "known", args.known, 1)
+    unknown = _individuals(args, "unknown", args.unknown, args.known + 1)
+    extra = _individuals(args, "calibration", args.calibration_individuals,
+                         args.known + args.unknown + 1)  # fmt: skip
+    early = set(sorted({s.date for s in known})[: args.enroll_dates])
     enroll_set = [s for s in known if s.date in early]
-    query_known = [s for s in known if s.date not in early]
+    extra_enroll = [s for s in extra if s.date in early]
     cfg = load_config(args.config, [
         f"data.input_size={args.input_size}", f"data.holdout_individuals={args.holdout}",
         f"train.seed={args.seed}", *([f"train.epochs={args.epochs}"] if args.epochs else []),
     ])  # fmt: skip
     result = train(cfg, enroll_set, args.work / "run", log=print)
     embedder = Embedder.from_run(result.run_dir)
-    gallery = Gallery.create(
-        args.work / "gallery",
-        model_fingerprint=embedder.fingerprint,
-        embedding_dim=embedder.loaded.embedding_dim,
-    )
-    extra_enroll = [s for s in extra if s.date in early]
-    print(enroll_samples(gallery, enroll_set + extra_enroll, embedder, progress=False).summary())
-    queries = query_known + unknown + [s for s in extra if s.date not in early]
-    emb = embedder.embed_paths([s.path for s in queries], progress=False)
-    truth = [queries[i].individual for i in emb.indices]
-    enrolled = {s.individual for s in enroll_set}
-    is_extra = np.array([t in {s.individual for s in extra} for t in truth], dtype=bool)
-    is_known = np.array([t in enrolled for t in truth])
-    is_unknown = ~is_known & ~is_extra
-    held = np.array([t in set(result.holdout_individuals) for t in truth])
+    gallery, outcome = enrolled_gallery(args.work / "gallery", embedder, enroll_set + extra_enroll)
+    print(outcome.summary())
+    queries = ([s for s in known if s.date not in early] + unknown
+               + [s for s in extra if s.date not in early])  # fmt: skip
+    truth = np.array([q.individual for q in queries], dtype=object)
+    is_extra = np.isin(truth, list({s.individual for s in extra}))
+    is_known = np.isin(truth, list({s.individual for s in enroll_set}))
+    masks = {"known": is_known, "unknown": ~is_known & ~is_extra, "extra": is_extra,
+             "held": np.isin(truth, list(result.holdout_individuals))}  # fmt: skip
     rows = {}
     # the same gallery calibrated twice: without model information (every individual plays the
     # newcomer, though the model trained on most of them) and with it (only never-trained ones)
     for name, trained in (("optimistic", None), ("never-trained", embedder.classes)):
         cal = gallery.calibrate(target_fmr=args.target_fmr, trained_individuals=trained)
-        matches = gallery.identify(emb.embeddings, model_fingerprint=embedder.fingerprint)
-        top1 = np.array(
-            [m.candidates[0].individual == t for m, t in zip(matches, truth, strict=True)]
-        )
-        accepted = np.array([m.decision == t for m, t in zip(matches, truth, strict=True)])
-        flagged = np.array([m.is_new for m in matches])
-        rows[name] = {
-            "known_rank1": float(top1[is_known].mean()),
-            "known_rank1_trained": float(top1[is_known & ~held].mean()),
-            "known_rank1_held_out": float(top1[held].mean()) if held.any() else None,
-            "known_accepted_at_threshold": float(accepted[is_known].mean()),
-            "never_seen_flagged_new": float(flagged[is_unknown].mean()),
-            "calibration_individuals_rank1": float(top1[is_extra].mean()) if is_extra.any()
-            else None,
-            "threshold": cal.threshold, "calibration_fmr": cal.fmr, "calibration_tpr": cal.tpr,
-            "unknown_pool": cal.unknown_pool, "unknown_trials": cal.num_unknown_trials,
-        }  # fmt: skip
+        rows[name] = _calibration_row(query_gallery(gallery, embedder, queries), masks, cal)
         print(name, rows[name])
     figures = {
         "calibrations": rows,
         "num_known_queries": int(is_known.sum()),
-        "num_never_seen_queries": int(is_unknown.sum()),
+        "num_never_seen_queries": int(masks["unknown"].sum()),
         "num_calibration_queries": int(is_extra.sum()),
         "num_enrolled": len(enroll_set) + len(extra_enroll),
         "held_out_of_training": result.holdout_individuals,
@@ -149,6 +127,21 @@ def main() -> None:
         {"figures": figures, "args": {k: str(v) for k, v in vars(args).items()}},
         _markdown(args, figures, sorted(early)),
     )
+
+
+def _calibration_row(answers, masks: dict[str, np.ndarray], cal) -> dict:
+    """Known rank-1 (all, trained, held out), acceptance and NEW rates at one calibration."""
+    known, held = masks["known"], masks["held"]
+    return {
+        "known_rank1": answers.rank1(known),
+        "known_rank1_trained": answers.rank1(known & ~held),
+        "known_rank1_held_out": answers.rank1(held),
+        "known_accepted_at_threshold": answers.accepted(known),
+        "never_seen_flagged_new": answers.flagged_new(masks["unknown"]),
+        "calibration_individuals_rank1": answers.rank1(masks["extra"]),
+        "threshold": cal.threshold, "calibration_fmr": cal.fmr, "calibration_tpr": cal.tpr,
+        "unknown_pool": cal.unknown_pool, "unknown_trials": cal.num_unknown_trials,
+    }  # fmt: skip
 
 
 def _markdown(args, figures, early) -> str:

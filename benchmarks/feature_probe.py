@@ -1,10 +1,10 @@
 """Where is the identity in nyala photos? Frozen features and heads trained on them, on LOIO's
 never-trained gallery split.
 
-The LOIO benchmark (benchmarks/loio.py) found that fine-tuning on the trained nyala individuals
-does not beat the frozen backbone on individuals it never saw. This probe asks why, without a
-long training run: it embeds every photo once with the frozen pretrained backbone, then scores,
-on the same split as LOIO's fast mode (`reid.evaluation.loio.score_vectors`):
+The LOIO benchmark (``python -m benchmarks.loio``) found that fine-tuning on the trained nyala
+individuals does not beat the frozen backbone on individuals it never saw. This probe asks why,
+without a long training run: it embeds every photo once with the frozen pretrained backbone, then
+scores, on the same split as LOIO's fast mode (`reid.evaluation.loio.score_vectors`):
 
 - pooling variants of the frozen feature map (average = LOIO's "frozen backbone" baseline, GeM,
   max, a 2x2 grid) at each input size;
@@ -16,36 +16,32 @@ on the same split as LOIO's fast mode (`reid.evaluation.loio.score_vectors`):
   photos, so it goes to the work folder (``--sheet`` elsewhere), never into benchmarks/results:
   the shared data sets are not ours to redistribute.
 
-    python benchmarks/feature_probe.py                    # nyala, 224 and 320 px, ~6 min on CPU
-    python benchmarks/feature_probe.py --data att_faces --sizes 160
+    python -m benchmarks.feature_probe                    # nyala, 224 and 320 px, ~6 min on CPU
+    python -m benchmarks.feature_probe --data att_faces --sizes 160
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-from torch import nn  # noqa: E402
+from benchmarks import datasets
+from benchmarks.common import write_results
+from reid.config import Config, load_config
+from reid.evaluation.loio import LoioSettings, fast_split, score_vectors, split_enroll_query
+from reid.features.checkpoint import LoadedModel
+from reid.features.embedder import Embedder
+from reid.features.model import build_model
+from reid.io.datasets import ImageRecord
 
-from benchmarks import datasets  # noqa: E402
-from benchmarks.common import write_results  # noqa: E402
-from reid.config import Config, load_config  # noqa: E402
-from reid.evaluation.loio import LoioSettings, fast_split, score_vectors, split_enroll_query  # noqa: E402
-from reid.features.checkpoint import LoadedModel  # noqa: E402
-from reid.features.embedder import Embedder  # noqa: E402
-from reid.features.model import build_model  # noqa: E402
-from reid.io.datasets import Sample  # noqa: E402
-
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "field.yaml"
 POOLS = ("avg", "gem", "max", "grid2x2")
 METRICS = ("auroc", "rank1", "rank5", "map", "pooled_tpr_at_fmr_5")
 
@@ -118,7 +114,7 @@ def train_head(
 
 
 def failure_sheet(
-    samples: list[Sample], vectors: np.ndarray, label_col: str, left_out: list[str],
+    samples: list[ImageRecord], vectors: np.ndarray, label_col: str, left_out: list[str],
     settings: LoioSettings, path: Path, n: int = 6,
 ) -> Path:  # fmt: skip
     """PNG: ``n`` wrongly answered known queries of the never-trained gallery, each as query |
@@ -158,11 +154,11 @@ def failure_sheet(
     return path
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="nyala", help="nyala | att_faces | synthetic | PATH")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 320])
-    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--config", default="field", help="installed config name or YAML path")
     ap.add_argument("--set", action="append", default=[], help="config override key=value")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="results name (default probe_DATA)")
@@ -173,7 +169,11 @@ def main() -> None:
         default=None,
         help="failed-queries PNG (default WORK/failed_queries_DATA.png, outside the repository)",
     )
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     t0 = time.perf_counter()
     samples, label_col = datasets.load(args.data, args.work, seed=args.seed)
     settings = LoioSettings(seed=args.seed)

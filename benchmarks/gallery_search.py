@@ -16,31 +16,22 @@ exact search finds". On a machine where faiss sees a GPU, the indexes search on 
 Writes ``benchmarks/results/gallery_search.json`` and ``.md`` (after every size, so an
 interrupted run keeps what it measured). No torch needed.
 
-    python benchmarks/gallery_search.py --sizes 1000,10000,100000
+    python -m benchmarks.gallery_search --sizes 1000,10000,100000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from reid.gallery.index import VectorIndex  # noqa: E402
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks.common import RESULTS_DIR, footer, run_info
+from reid.gallery.index import VectorIndex
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -155,42 +146,8 @@ def bench_size(size: int, args, rng: np.random.Generator) -> list[dict[str, Any]
     return rows
 
 
-def hardware() -> dict[str, Any]:
-    """CPU model, cores usable, memory, GPUs as faiss sees them, library versions."""
-    cpu = platform.processor()
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, StopIteration, ValueError):
-        mem_kb = 0
-    gpus = []
-    if faiss.get_num_gpus() > 0:
-        try:
-            gpus = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total",
-                                   "--format=csv,noheader"], capture_output=True, text=True,
-                                  check=True).stdout.strip().splitlines()  # fmt: skip
-        except (OSError, subprocess.CalledProcessError):
-            gpus = [f"{faiss.get_num_gpus()} GPU(s)"]
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "faiss_threads": faiss.omp_get_max_threads(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "load_average_1m": round(os.getloadavg()[0], 2),  # the CPU may be shared
-        "faiss_gpus": faiss.get_num_gpus(),
-        "gpus": gpus,
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def markdown(payload: dict[str, Any]) -> str:
-    hw, s = payload["hardware"], payload["settings"]
+    s = payload["settings"]
     lines = [
         "# Gallery search speed",
         "",
@@ -210,17 +167,8 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['batch_qps']:,.0f} | "
             f"{r['recall_at_1']:.3f} |"
         )
-    lines += [
-        "",
-        f"- command: `{payload['command']}`",
-        f"- date: {payload['date']} (total {payload['total_s']:.0f} s)",
-        f"- hardware: {hw['cpu']}, {hw['cores_usable']} usable of {hw['cores']} cores, "
-        f"{hw['faiss_threads']} faiss threads, {hw['memory_gib']} GiB, load average "
-        f"{hw['load_average_1m']} at start; GPU: "
-        f"{', '.join(hw['gpus']) or 'none'}; faiss {hw['faiss']}, numpy {hw['numpy']}, "
-        f"Python {hw['python']}",
-    ]
-    return "\n".join(lines) + "\n"
+    lines += ["", f"Total {payload['total_s']:.0f} s.", "", footer(payload)]
+    return "\n".join(lines)
 
 
 def write(payload: dict[str, Any], args) -> None:
@@ -236,10 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     payload: dict[str, Any] = {
-        "benchmark": args.name,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(),
+        **run_info(args.name),  # before any search: faiss's threads as set, the load at start
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": [],
     }

@@ -14,42 +14,36 @@ Grad-CAM: does the heat fall on the head spots? And example overlays for the REA
 5. Example overlays (individual decision, match, hybrid screen) go to
    ``benchmarks/results/explain/`` for the README.
 
-    python benchmarks/hybrid.py
+    python -m benchmarks.hybrid
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import RESULTS_DIR, write_results  # noqa: E402
-from reid.config import load_config  # noqa: E402
-from reid.evaluation.evaluate import evaluate_run  # noqa: E402
-from reid.explain.gradcam import (  # noqa: E402
+from benchmarks.common import RESULTS_DIR, write_results
+from reid.config import load_config
+from reid.evaluation.evaluate import evaluate_run
+from reid.evaluation.gallery_eval import enrolled_gallery, query_gallery
+from reid.explain.gradcam import (
     Explainer,
     heat_inside_outside,
     plot_explanation,
     plot_match_explanation,
 )
-from reid.features.embedder import Embedder  # noqa: E402
-from reid.gallery import Gallery  # noqa: E402
-from reid.io.datasets import read_dataset, split_category_by_individual  # noqa: E402
-from reid.pipeline import enroll_samples  # noqa: E402
-from reid.synthetic.salamanders import synthesize  # noqa: E402
-from reid.training.loop import train  # noqa: E402
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from reid.features.embedder import Embedder
+from reid.io.datasets import ImageRecord, read_dataset, split_category_by_individual
+from reid.synthetic.salamanders import synthesize
+from reid.training.loop import train
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--individuals", type=int, default=32)
     ap.add_argument("--images-per", type=int, default=12)
@@ -59,7 +53,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="hybrid")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/hybrid"))
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     start = time.perf_counter()
     shutil.rmtree(args.work, ignore_errors=True)
     manifest = synthesize(args.work / "data", args.individuals, args.images_per, seed=args.seed,
@@ -73,10 +71,43 @@ def main() -> None:
     test_set = [samples[i] for i in test_idx]
     overrides = [f"data.input_size={args.input_size}", f"train.epochs={args.epochs}",
                  f"train.seed={args.seed}"]  # fmt: skip
+    screen, metrics = _screen(args, overrides, train_set, test_set)
+    # 3. an identification model and a gallery: first two dates enrolled, the third queried
+    dates = sorted({s.date for s in train_set})
+    early = [s for s in train_set if s.date in dates[:2]]
+    later = [s for s in train_set if s.date == dates[-1]]
+    ident = train(load_config("field", overrides), early, args.work / "ident", log=print)
+    embedder = Embedder.from_run(ident.run_dir)
+    gallery, _ = enrolled_gallery(args.work / "gallery", embedder, early)
+    answers = query_gallery(gallery, embedder, later)
+    # 4. where the heat falls
+    screen_x, ident_x = Explainer(screen.run_dir), Explainer(ident.run_dir)
+    spots = {
+        "screen (test individuals)": _heat_stats(screen_x, test_set, args.input_size),
+        "identification (queries)": _heat_stats(ident_x, later, args.input_size),
+    }
+    _examples(screen_x, ident_x, later[0], answers.matches[0], test_set)
+    figures = {
+        "screen": {k: metrics[k] for k in ("accuracy", "kappa", "macro_f1", "num_images")},
+        "screen_confusion": metrics["confusion"],
+        "screen_labels": metrics["labels"],
+        "screen_epochs": screen.epochs_run,
+        "train_individuals": len({s.individual for s in train_set}),
+        "test_individuals": len({s.individual for s in test_set}),
+        "identification_rank1_third_date": round(answers.rank1(), 4),
+        "identification_epochs": ident.epochs_run,
+        "heat": spots,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    print(figures)
+    args_text = {k: str(v) for k, v in vars(args).items()}
+    write_results(args.name, {"figures": figures, "args": args_text}, _markdown(args, figures))
 
-    # 2. the screen, on never-seen individuals
-    screen = train(load_config(CONFIGS / "hybrid.yaml", overrides), train_set,
-                   args.work / "screen", log=print)  # fmt: skip
+
+def _screen(args, overrides: list[str], train_set: list[ImageRecord], test_set: list[ImageRecord]):
+    """2. The screen, trained with configs/hybrid.yaml and tested on never-seen individuals;
+    its confusion matrix and two Grad-CAM examples are copied into the results."""
+    screen = train(load_config("hybrid", overrides), train_set, args.work / "screen", log=print)
     metrics = evaluate_run(screen.run_dir, test_set, args.work / "screen_eval", progress=False)
     out = RESULTS_DIR / args.name
     shutil.rmtree(out, ignore_errors=True)
@@ -84,40 +115,18 @@ def main() -> None:
     shutil.copy(args.work / "screen_eval" / "confusion.png", out / "confusion.png")
     for png in metrics.get("gradcam", [])[:2]:  # two examples are enough in the repository
         shutil.copy(png, out / Path(png).name)
+    return screen, metrics
 
-    # 3. an identification model and a gallery
-    dates = sorted({s.date for s in train_set})
-    early = [s for s in train_set if s.date in dates[:2]]
-    later = [s for s in train_set if s.date == dates[-1]]
-    ident = train(load_config(CONFIGS / "field.yaml", overrides), early, args.work / "ident",
-                  log=print)  # fmt: skip
-    embedder = Embedder.from_run(ident.run_dir)
-    gallery = Gallery.create(args.work / "gallery", model_fingerprint=embedder.fingerprint,
-                             embedding_dim=embedder.loaded.embedding_dim)  # fmt: skip
-    enroll_samples(gallery, early, embedder, progress=False)
-    emb = embedder.embed_paths([s.path for s in later], progress=False)
-    matches = gallery.identify(emb.embeddings, model_fingerprint=embedder.fingerprint)
-    rank1 = float(np.mean([m.candidates[0].individual == later[i].individual
-                           for i, m in zip(emb.indices, matches, strict=True)]))  # fmt: skip
 
-    # 4. where the heat falls
-    screen_x = Explainer(screen.run_dir)
-    ident_x = Explainer(ident.run_dir)
-    spots = {
-        "screen (test individuals)": _heat_stats(screen_x, test_set, args.input_size),
-        "identification (queries)": _heat_stats(ident_x, later, args.input_size),
-    }
-
-    # 5. example overlays
+def _examples(screen_x: Explainer, ident_x: Explainer, q: ImageRecord, match, test_set) -> None:
+    """5. Example overlays for the README: an individual decision, a match, the screen."""
     ex = RESULTS_DIR / "explain"
     ex.mkdir(parents=True, exist_ok=True)
-    q = later[0]
     [e] = ident_x.explain_class(ident_x.prepare(q.path)[None])
     plot_explanation(q.path, e, ex / "individual.png",
                      title=f"individual: predicted {e.label} (probability {e.score:.3f}); "
                      f"true {q.individual}")  # fmt: skip
-    m = matches[emb.indices.index(0)]
-    top = m.candidates[0]
+    top = match.candidates[0]
     pair = ident_x.explain_match(ident_x.prepare(q.path), ident_x.prepare(top.image_path),
                                  label=top.individual)  # fmt: skip
     plot_match_explanation(q.path, top.image_path, pair, ex / "match.png",
@@ -129,23 +138,6 @@ def main() -> None:
         plot_explanation(s.path, e, ex / f"screen_{population}.png",
                          title=f"screen: {e.label} (probability {e.score:.3f}); true "
                          f"{population}, an individual the screen never saw")  # fmt: skip
-
-    figures = {
-        "screen": {k: metrics[k] for k in ("accuracy", "kappa", "macro_f1", "num_images")},
-        "screen_confusion": metrics["confusion"],
-        "screen_labels": metrics["labels"],
-        "screen_epochs": screen.epochs_run,
-        "train_individuals": len({s.individual for s in train_set}),
-        "test_individuals": len({s.individual for s in test_set}),
-        "identification_rank1_third_date": round(rank1, 4),
-        "identification_epochs": ident.epochs_run,
-        "heat": spots,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    print(figures)
-    write_results(args.name, {"figures": figures, "args": {k: str(v) for k, v in
-                                                           vars(args).items()}},
-                  _markdown(args, figures))  # fmt: skip
 
 
 def _heat_stats(explainer: Explainer, samples, size: int) -> dict[str, float]:

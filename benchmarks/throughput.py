@@ -5,12 +5,13 @@ and training images/s.
    crops: decoding and shrinking them is real work) into ``--work``; reused when present.
 2. Train the demo model (tf_efficientnet_lite0 from the offline lite0 weights, 128-d embedding,
    ``--input-size`` px) for ``--train-epochs`` epochs on them. This gives a real run directory
-   (model.pt + its TorchScript copy model.ts) and the training figure: TrainResult's
+   (model.pt + its exported ONNX copy model.onnx) and the training figure: TrainResult's
    ``train_images_per_s``, i.e. images through on-the-fly augmentation, collation, forward,
    backward and optimiser step; the photos are decoded once before training (not counted),
    validation is not counted.
 3. Load that run with ``Embedder.from_run`` (what ``reid enroll`` / ``reid match`` use: the
-   TorchScript copy, default decode threads) and time, interleaved, ``--repeats`` times each:
+   ONNX Runtime copy on the CPU, default decode threads) and time, interleaved, ``--repeats``
+   times each:
 
    - pipeline: ``Embedder.embed_paths`` over all photos (threaded decode + EXIF + RGB + resize,
      uint8 -> float tensor, model, embeddings back as numpy), batch ``--batch-size``;
@@ -32,7 +33,7 @@ and training images/s.
 
 Writes ``benchmarks/results/throughput.json`` and ``.md``.
 
-    python benchmarks/throughput.py --images 256 --batch-size 32 --input-size 224
+    python -m benchmarks.throughput --images 256 --batch-size 32 --input-size 224
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,17 +52,16 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from benchmarks.common import write_results  # noqa: E402
-from reid.demo import demo_config  # noqa: E402
-from reid.device import resolve_device, to_tensor_batch  # noqa: E402
-from reid.errors import ImageLoadError  # noqa: E402
-from reid.features.embedder import Embedder  # noqa: E402
-from reid.io.datasets import Sample, read_dataset  # noqa: E402
-from reid.io.images import try_prepare_image  # noqa: E402
-from reid.synthetic.salamanders import synthesize  # noqa: E402
-from reid.training.loop import train  # noqa: E402
+from benchmarks.common import write_results
+from reid.demo import demo_config
+from reid.device import resolve_device, to_tensor_batch
+from reid.errors import ImageLoadError
+from reid.features.embedder import Embedder
+from reid.features.export import OnnxModel
+from reid.io.datasets import ImageRecord, read_dataset
+from reid.io.images import try_prepare_image
+from reid.synthetic.salamanders import synthesize
+from reid.training.loop import train
 
 TARGET_RATIO = 0.8
 
@@ -88,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def photos(work: Path, count: int, size: int, seed: int) -> list[Sample]:
+def photos(work: Path, count: int, size: int, seed: int) -> list[ImageRecord]:
     """``count`` synthetic photos of a few individuals (made once, then reused)."""
     data = work / "data"
     stamp = data / "throughput_stamp.json"
@@ -184,7 +183,7 @@ def measure(
     bare_nchw = bare_forward(embedder, n, args.input_size, nchw=True)
     print(f"[{label}] warm-up", flush=True)
     time_pipeline(embedder, paths)
-    for _ in range(2):  # TorchScript's profiling executor specialises on the first calls
+    for _ in range(2):  # first calls allocate buffers and pick kernels
         bare()
         bare_nchw()
     decode_only(embedder, paths)
@@ -326,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     extra = {"num_threads": args.decode_threads} if args.decode_threads else {}
     embedder = Embedder.from_run(result.run_dir, str(device), batch_size=args.batch_size, **extra)
-    scripted = isinstance(embedder.model, torch.jit.ScriptModule)
+    exported = isinstance(embedder.model, OnnxModel)
     rows = measure("fp32", embedder, paths, args)
     if device.type == "cuda":
         amp = Embedder.from_run(
@@ -341,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = [
         f"{len(paths)} synthetic {args.photo_size} px JPEG photos; model "
         f"{cfg.model.backbone} ({cfg.model.pretrained} weights, {cfg.model.embedding_dim}-d), "
-        f"{'TorchScript copy (model.ts)' if scripted else 'eager model'} as loaded by "
+        f"{'ONNX Runtime copy (model.onnx)' if exported else 'eager model'} as loaded by "
         "Embedder.from_run.",
         "pipeline: Embedder.embed_paths (threaded decode + EXIF + RGB + resize, to tensor, "
         "model, numpy out; the next batch decodes while the model runs); bare forward: the same "
@@ -380,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "torch_threads": torch.get_num_threads(),
         "decode_threads": embedder.num_threads,
-        "scripted": scripted,
+        "exported_onnx": exported,
         "load_average_1m": {"before": load_before, "after": load_after},
         "cpu_busy_before": busy_before,
         "rows": rows,

@@ -9,10 +9,18 @@ from typing import Annotated
 import typer
 
 from reid.cli.common import ConfigOpt, QuietOpt, SetOpt, app, user_errors
+from reid.evaluation.loio_settings import LoioSettings
 
 benchmark_app = typer.Typer(help="Measure how well the toolkit works on your photos.",
                             no_args_is_help=True)  # fmt: skip
 app.add_typer(benchmark_app, name="benchmark")
+
+# defaults and help come from LoioSettings, the one place the LOIO options are written down
+_LOIO = LoioSettings()
+
+
+def _loio_opt(name: str) -> typer.models.OptionInfo:
+    return typer.Option(help=LoioSettings.help(name))
 
 
 @benchmark_app.command("loio")
@@ -20,48 +28,34 @@ app.add_typer(benchmark_app, name="benchmark")
 def loio_cmd(
     data: Annotated[Path, typer.Argument(help="Folder per individual, or a CSV manifest.")],
     out: Annotated[Path, typer.Option(help="Folder for loio.json, loio.md, loio_roc.png.")],
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="fast: one model, folds over never-trained individuals; "
-            "retrain: a model per left-out individual (the paper's test)."
-        ),
-    ] = "fast",  # fmt: skip
-    folds: Annotated[
-        int | None, typer.Option(help="Individuals left out, a seeded sample (default: all).")
-    ] = None,
-    test_fraction: Annotated[
-        float, typer.Option(help="fast mode: share of individuals never trained on.")
-    ] = 0.5,
-    enroll_fraction: Annotated[
-        float, typer.Option(help="Per individual: share of (earliest) sightings enrolled.")
-    ] = 0.5,
-    target_fmr: Annotated[float, typer.Option(help="False-match rate to calibrate for.")] = 0.05,
-    train_photos: Annotated[
-        str,
-        typer.Option(
-            help="fast mode: train on the trained individuals' enrolled photos (enroll: both "
-            "scenarios) or on all their photos (all: more data, never-trained gallery only)."
-        ),
-    ] = "enroll",
-    baselines: Annotated[
-        bool, typer.Option(help="Also score the frozen backbone and the classifier alone.")
-    ] = True,
-    seed: Annotated[int, typer.Option(help="Seeds the split, the folds and training.")] = 0,
+    mode: Annotated[str, _loio_opt("mode")] = _LOIO.mode,
+    folds: Annotated[int | None, _loio_opt("folds")] = _LOIO.folds,
+    test_fraction: Annotated[float, _loio_opt("test_fraction")] = _LOIO.test_fraction,
+    enroll_fraction: Annotated[float, _loio_opt("enroll_fraction")] = _LOIO.enroll_fraction,
+    train_photos: Annotated[str, _loio_opt("train_photos")] = _LOIO.train_photos,
+    target_fmr: Annotated[float, _loio_opt("target_fmr")] = _LOIO.target_fmr,
+    softmax_threshold: Annotated[float, _loio_opt("softmax_threshold")] = _LOIO.softmax_threshold,
+    seed: Annotated[int, _loio_opt("seed")] = _LOIO.seed,
+    baselines: Annotated[bool, _loio_opt("baselines")] = _LOIO.baselines,
+    classifier_baseline: Annotated[
+        bool, _loio_opt("classifier_baseline")
+    ] = _LOIO.classifier_baseline,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Leave-one-individual-out: does the model flag an individual it has never seen as NEW?"""
+    """Leave-one-individual-out: does the model flag an individual it has never seen as NEW?
+    (`--config nyala` runs the nyala recipe.)"""
     from reid.config import load_config
-    from reid.evaluation.loio import LoioSettings, markdown, plot_roc, run_loio
+    from reid.evaluation.loio import markdown, plot_roc, run_loio
     from reid.io.datasets import read_dataset
 
-    cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     settings = LoioSettings(
         mode=mode, folds=folds, test_fraction=test_fraction, enroll_fraction=enroll_fraction,
-        target_fmr=target_fmr, seed=seed, baselines=baselines, train_photos=train_photos,
+        train_photos=train_photos, target_fmr=target_fmr, softmax_threshold=softmax_threshold,
+        seed=seed, baselines=baselines, classifier_baseline=classifier_baseline,
     )  # fmt: skip
+    cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     result = run_loio(read_dataset(data), cfg, settings, out / "runs", progress=not quiet,
                       log=typer.echo)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision (bf16) on a GPU; ignored on the CPU
     channels_last: bool = True  # on a GPU
     num_threads: int = 4  # image decoding threads
+    # write model.onnx beside model.pt at the end: `reid match` starts in half the time on a CPU
+    export_onnx: bool = True
 
 
 @dataclass

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from reid.config import Config, ConfigError, from_dict, load_config, save_config, to_dict
 
@@ -68,13 +67,6 @@ def test_installed_configs_are_found_by_name_and_match_their_files():
         load_config("no_such_config")
 
 
-def test_demo_yaml_mirrors_demo_config():
-    from reid.demo import demo_config
-
-    assert load_config(REPO / "configs" / "demo.yaml") == demo_config()
-    assert yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-
-
 def test_scientific_notation_is_a_float(tmp_path):
     # YAML 1.1 reads 3e-4 (no decimal point) as a string; the config accepts it as a number
     assert load_config(None, ["train.lr=3e-4"]).train.lr == 3e-4
@@ -102,3 +94,18 @@ def test_every_shipped_config_loads_and_field_adds_exposure_robustness():
 def test_photo_norm_must_be_known():
     with pytest.raises(ConfigError, match="model.photo_norm"):
         load_config(None, ["model.photo_norm=auto"])
+
+
+# the command of benchmarks/results/loio_nyala_fast_320.md, before configs/nyala.yaml named it
+NYALA_320_RECIPE = [
+    "data.input_size=320", "train.epochs=3", "train.lr=1e-4", "train.backbone_lr_scale=0.2",
+    "loss.lr=1e-4", "train.freeze_bn_stats=true", "train.head_init=whitening",
+    "model.pooling=grid2x2", "model.whitening=learned",
+]  # fmt: skip
+
+
+def test_nyala_config_is_the_field_config_with_the_nyala_recipe():
+    nyala = load_config("nyala")
+    assert nyala == load_config("field", NYALA_320_RECIPE)
+    assert nyala != load_config("field")  # the recipe changes something
+    assert nyala.data.input_size == 320 and nyala.train.backbone_lr_scale == 0.2

@@ -12,10 +12,6 @@ from reid.config import from_dict, to_dict
 from reid.errors import ReIDError
 from reid.evaluation.loio import (
     LoioSettings,
-    _Accumulator,
-    _EvalSet,
-    _Method,
-    _score_fold,
     markdown,
     paired_bootstrap_ci,
     plot_roc,
@@ -23,17 +19,18 @@ from reid.evaluation.loio import (
     score_vectors,
     split_enroll_query,
 )
+from reid.evaluation.openset_scoring import Accumulator, EvalSet, Method, score_fold
 from reid.features.checkpoint import load_checkpoint, read_classes
-from reid.io.datasets import Sample, read_dataset
+from reid.io.datasets import ImageRecord, read_dataset
 
 
-def _samples(n_ind: int, n_sightings: int, per_sighting: int = 1) -> list[Sample]:
+def _samples(n_ind: int, n_sightings: int, per_sighting: int = 1) -> list[ImageRecord]:
     out = []
     for i in range(n_ind):
         for s in range(n_sightings):
             for f in range(per_sighting):
                 out.append(
-                    Sample(
+                    ImageRecord(
                         path=Path(f"/x/{i}_{s}_{f}.jpg"),
                         individual=f"ind{i}",
                         date=f"2025-01-{10 - s:02d}",  # later sightings listed first
@@ -45,7 +42,9 @@ def _samples(n_ind: int, n_sightings: int, per_sighting: int = 1) -> list[Sample
 
 
 def test_split_enroll_query_enrolls_the_earliest_sightings_whole():
-    samples = _samples(3, 4, per_sighting=2) + [Sample(Path("/x/lone.jpg"), "lone", sighting="a")]
+    samples = _samples(3, 4, per_sighting=2) + [
+        ImageRecord(Path("/x/lone.jpg"), "lone", sighting="a")
+    ]
     enroll, query = split_enroll_query(samples, 0.5)
     assert sorted(enroll + query) == list(range(len(samples)))
     for i in enroll:  # dates 2025-01-07 and -08 are the two earliest of each individual
@@ -58,13 +57,12 @@ def test_split_enroll_query_enrolls_the_earliest_sightings_whole():
     assert len(samples) - 1 in enroll  # a one-sighting individual is enrolled, never queried
 
 
-def _score(vectors: np.ndarray, samples: list[Sample], k: str, target_fmr: float = 0.05):
+def _score(vectors: np.ndarray, samples: list[ImageRecord], k: str, target_fmr: float = 0.05):
     enroll, query = split_enroll_query(samples, 0.5)
-    ev = _EvalSet(samples, "individual", enroll, query)
+    ev = EvalSet(samples, "individual", enroll, query)
     fold = ev.fold(k, sorted({s.individual for s in samples}))
-    acc = _Accumulator()
-    _score_fold(_Method("m", "similarity", vectors), fold, ev, LoioSettings(target_fmr=target_fmr),
-                acc)  # fmt: skip
+    acc = Accumulator()
+    score_fold(Method("m", "similarity", vectors), fold, ev, acc, target_fmr=target_fmr)
     return acc.per_fold["m"][0], acc.pooled["m"][0]
 
 
@@ -87,7 +85,7 @@ def test_a_perfect_embedding_scores_perfectly_and_a_random_one_does_not():
     assert row["rank1"] < 0.6 and row["auroc"] < 0.9
 
 
-def _good_and_random(n_ind: int, seed: int) -> tuple[list[Sample], np.ndarray, np.ndarray]:
+def _good_and_random(n_ind: int, seed: int) -> tuple[list[ImageRecord], np.ndarray, np.ndarray]:
     """Photos of ``n_ind`` individuals; vectors that separate them; random vectors."""
     samples = _samples(n_ind, 4, per_sighting=2)
     ind = np.array([int(s.individual[3:]) for s in samples])
@@ -148,7 +146,7 @@ def test_paired_bootstrap_resamples_whole_clusters():
 
 
 def test_pooled_tpr_resolves_rates_one_fold_cannot():
-    from reid.evaluation.loio import _pooled_tpr
+    from reid.evaluation.openset_scoring import _pooled_tpr
 
     # 10 folds of 10 unknowns each (scores 0..0.99) and the same 100 knowns (0.5..1.49):
     # one fold allows no false match at 1 % or 5 %; 100 pooled unknowns allow 1 and 5
@@ -173,7 +171,7 @@ def loio_manifest(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loio_data(loio_manifest) -> list[Sample]:
+def loio_data(loio_manifest) -> list[ImageRecord]:
     return read_dataset(loio_manifest)
 
 
@@ -302,3 +300,21 @@ def test_with_learned_whitening_the_frozen_baseline_is_whitened_on_trained_anima
     assert len(fitted) == 2 and all(labels <= set(trained) for labels in fitted)
     assert set(result["folds"]).isdisjoint(trained)
     assert "whitening" in load_checkpoint(tmp_path / "ours").extra
+
+
+def test_loio_options_are_the_settings_fields_and_bad_values_are_named():
+    import argparse
+
+    from reid.evaluation.loio_settings import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert from_arguments(parser.parse_args([])) == LoioSettings()
+    got = from_arguments(parser.parse_args(
+        ["--mode", "retrain", "--folds", "3", "--no-classifier-baseline", "--target-fmr", "0.01"]
+    ))  # fmt: skip
+    assert got == LoioSettings(mode="retrain", folds=3, classifier_baseline=False, target_fmr=0.01)
+    with pytest.raises(ReIDError, match="test fraction is 1.5"):
+        LoioSettings(test_fraction=1.5)
+    with pytest.raises(ReIDError, match="train photos 'most' is unknown"):
+        LoioSettings(train_photos="most")

@@ -14,12 +14,12 @@ from reid.errors import ReIDError
 from reid.evaluation.metrics import classification_metrics
 from reid.evaluation.plots import plot_confusion
 from reid.features.embedder import Embedder
-from reid.io.datasets import Sample
+from reid.io.datasets import ImageRecord
 
 
 def evaluate_run(
     run: str | Path,
-    samples: Sequence[Sample],
+    samples: Sequence[ImageRecord],
     out_dir: str | Path,
     *,
     device: str = "auto",
@@ -64,7 +64,7 @@ def evaluate_run(
 def _gradcam_examples(
     run: str | Path,
     device: str,
-    used: Sequence[Sample],
+    used: Sequence[ImageRecord],
     truth: list[str],
     pred: list[str],
     folder: Path,
@@ -99,7 +99,7 @@ def _gradcam_examples(
     return written
 
 
-def _by_condition(used: Sequence[Sample], truth: list[str], pred: list[str]) -> dict[str, Any]:
+def _by_condition(used: Sequence[ImageRecord], truth: list[str], pred: list[str]) -> dict[str, Any]:
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(used):
         if s.condition:
@@ -113,7 +113,7 @@ def _by_condition(used: Sequence[Sample], truth: list[str], pred: list[str]) -> 
 def _write_outputs(
     out_dir: Path,
     m: dict[str, Any],
-    used: Sequence[Sample],
+    used: Sequence[ImageRecord],
     truth: list[str],
     pred: list[str],
     title: str,

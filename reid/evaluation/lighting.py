@@ -11,14 +11,14 @@ from typing import Any
 from reid.config import Config
 from reid.errors import ReIDError
 from reid.evaluation.evaluate import evaluate_run
-from reid.io.datasets import Sample
+from reid.io.datasets import ImageRecord
 from reid.training.loop import train
 
 
 def run_condition_protocol(
     cfg: Config,
-    train_samples: Sequence[Sample],
-    test_samples: Sequence[Sample],
+    train_samples: Sequence[ImageRecord],
+    test_samples: Sequence[ImageRecord],
     out_dir: str | Path,
     *,
     progress: bool = True,

@@ -17,11 +17,12 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     cohen_kappa_score,
-    confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
     roc_curve,
 )
+
+from reid.gallery.threshold import threshold_for_fmr
 
 
 def classification_metrics(
@@ -41,14 +42,14 @@ def classification_metrics(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
     present = [k for k, lab in enumerate(labels) if lab in set(y_true)]  # macro over true classes
-    kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
+    # One and the same class in truth and prediction: kappa is 0/0 (sklearn warns and gives
+    # nan); the prediction is then perfect, so 1.
+    single = len(set(y_true) | set(y_pred)) == 1
+    kappa = 1.0 if single else float(cohen_kappa_score(y_true, y_pred, labels=labels))
     return {
         "num_images": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        # kappa is undefined (0/0) when truth and prediction are one and the same single class
-        "kappa": (1.0 if list(y_true) == list(y_pred) else 0.0)
-        if np.isnan(kappa)
-        else float(kappa),
+        "kappa": kappa,
         "macro_precision": float(np.mean(p[present])),
         "macro_recall": float(np.mean(r[present])),
         "macro_f1": float(np.mean(f[present])),
@@ -63,8 +64,19 @@ def classification_metrics(
             for k, lab in enumerate(labels)
         ],
         "labels": labels,
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion": _confusion(y_true, y_pred, labels).tolist(),
     }
+
+
+def _confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> np.ndarray:
+    """(L, L) int counts, rows = truth, columns = prediction; pairs outside ``labels`` are left
+    out. Counted here: sklearn's confusion_matrix warns on a correct 1 x 1 matrix."""
+    index = {label: k for k, label in enumerate(labels)}
+    out = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t in index and p in index:
+            out[index[t], index[p]] += 1
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,22 +119,6 @@ def _as_object_array(values: Sequence[Any]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = list(values)
     return out
-
-
-def _threshold_at_fmr(unknown_scores: np.ndarray, fmr: float, all_scores: np.ndarray) -> float:
-    """Smallest threshold t with (number of unknown scores >= t) <= floor(fmr * num_unknown).
-
-    With the unknown scores (U,) sorted descending as u[0] >= u[1] >= ... and k =
-    floor(fmr * U), t is the smallest float strictly above u[k] (the (k+1)-th highest score), so
-    at most k unknowns (fewer when u[k] ties with higher scores) are at or above t; ties never
-    push the FMR above ``fmr``. If k >= U every unknown may be accepted and t = min(all_scores).
-    """
-    n = len(unknown_scores)
-    k = math.floor(round(fmr * n, 9))  # round: 0.29 * 100 is 28.999999999999996
-    if k >= n:
-        return float(np.min(all_scores))
-    desc = np.sort(unknown_scores)[::-1]
-    return float(np.nextafter(desc[k], np.inf))
 
 
 def _oscr(scores: np.ndarray, correct: np.ndarray, is_known: np.ndarray) -> float:
@@ -193,7 +189,12 @@ def _score_openset_metrics(
         if not 0 <= fmr <= 1:
             raise ValueError(f"fmr_points must lie in [0, 1], got {fmr}")
         key = _fmr_key(fmr)
-        t = _threshold_at_fmr(unknown_scores, fmr, scores) if n_unknown else None
+        # every unknown may pass (f = 1): the lowest score of all, so every known passes too
+        t = (
+            threshold_for_fmr(unknown_scores, fmr, lowest=scores.min(), dtype=np.float64)
+            if n_unknown
+            else None
+        )
         ok = t is not None and n_known > 0
         out[f"threshold_at_fmr_{key}"] = t
         out[f"tpr_at_fmr_{key}"] = float(np.mean(known_scores >= t)) if ok else None

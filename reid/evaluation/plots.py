@@ -59,7 +59,7 @@ def plot_match_sheet(
 ) -> Path:
     """The query photo beside its top-k gallery photos with scores, for a person to confirm.
 
-    ``match`` is a :class:`gallery.Match`; the decision, score and threshold go in the title,
+    ``match`` is a :class:`reid.gallery.Match`; the decision, score and threshold go in the title,
     each candidate's individual and similarity under its photo (green: the decision). Photos are
     shown cut to the region that was identified: ``query_box`` for the query, ``boxes[image_id]``
     for gallery photos (None: the whole photo).

@@ -1,0 +1,134 @@
+"""The LOIO benchmark's options and how they split a data set: which individuals are left out,
+which photos are enrolled and which queried. No torch here, so a front end can list the options
+(defaults and help) without loading a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from reid.errors import ReIDError
+from reid.io.datasets import ImageRecord
+
+MODES = ("fast", "retrain")
+TRAIN_PHOTOS = ("enroll", "all")
+
+
+def _opt(default: Any, text: str, **extra: Any) -> Any:
+    """A settings field whose help text both front ends show (``benchmarks/loio.py`` and
+    ``reid benchmark loio``)."""
+    return field(default=default, metadata={"help": text, **extra})
+
+
+@dataclass
+class LoioSettings:
+    """Every option of the LOIO benchmark, with its default and help text: the one place that
+    ``benchmarks/loio.py`` and ``reid benchmark loio`` both fill. Bad values raise with the
+    option's name."""
+
+    mode: str = _opt(
+        "fast",
+        "fast: one model, folds over never-trained individuals; retrain: a "
+        "model per left-out individual (the paper's test).",
+        choices=MODES,
+    )
+    folds: int | None = _opt(None, "Individuals left out, a seeded sample (default: all).")
+    test_fraction: float = _opt(0.5, "fast mode: share of individuals never trained on.")
+    enroll_fraction: float = _opt(
+        0.5, "Per individual: share of (earliest) sightings enrolled, the rest queried."
+    )
+    train_photos: str = _opt(
+        "enroll",
+        "fast mode: train on the trained individuals' enrolled "
+        "photos (enroll: both scenarios) or on all their photos (all: more "
+        "data, never-trained gallery only).",
+        choices=TRAIN_PHOTOS,
+    )
+    target_fmr: float = _opt(0.05, "False-match rate the threshold is calibrated for.")
+    softmax_threshold: float = _opt(
+        0.5, "Fixed threshold of the softmax criteria (they have no gallery to calibrate on)."
+    )
+    seed: int = _opt(0, "Seeds the split, the folds and training.")
+    baselines: bool = _opt(True, "Also score the frozen backbone and the classifier alone.")
+    classifier_baseline: bool = _opt(True, "With baselines: also train the classifier alone "
+                                     "(about half the time).")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ReIDError(
+                    f"LOIO {f.name.replace('_', ' ')} {getattr(self, f.name)!r} is unknown: use "
+                    f"one of {', '.join(choices)}."
+                )
+        for name in ("test_fraction", "enroll_fraction", "target_fmr"):
+            if not 0 < getattr(self, name) < 1:
+                raise ReIDError(
+                    f"LOIO {name.replace('_', ' ')} is {getattr(self, name)}: give a number "
+                    "between 0 and 1."
+                )
+
+    @staticmethod
+    def help(name: str) -> str:
+        """The help text of option ``name``."""
+        return next(f.metadata["help"] for f in fields(LoioSettings) if f.name == name)
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One command-line option per settings field, its default and help from the field:
+    ``--mode``, ``--test-fraction``, ``--baselines/--no-baselines`` ..."""
+    for f in fields(LoioSettings):
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=text)  # fmt: skip
+        else:
+            kind = _TYPES[str(f.type).split(" |")[0]]
+            parser.add_argument(flag, type=kind, default=f.default, help=text,
+                                choices=f.metadata.get("choices"))  # fmt: skip
+
+
+def from_arguments(args: argparse.Namespace) -> LoioSettings:
+    """The settings that ``add_arguments``' options were given."""
+    return LoioSettings(**{f.name: getattr(args, f.name) for f in fields(LoioSettings)})
+
+
+def split_enroll_query(
+    samples: Sequence[ImageRecord], enroll_fraction: float
+) -> tuple[list[int], list[int]]:
+    """Indices (enroll, query): per individual, the earliest sightings (date, time, name order)
+    are enrolled and the later ones queried; one-sighting individuals are enrolled only."""
+    by_ind: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(samples):
+        by_ind[s.individual][s.group].append(i)
+    enroll, query = [], []
+    for groups in by_ind.values():
+        order = sorted(groups, key=lambda g: min((samples[i].date, samples[i].time, str(
+            samples[i].path)) for i in groups[g]))  # fmt: skip
+        n_enroll = len(order) if len(order) == 1 else round(len(order) * enroll_fraction)
+        n_enroll = min(max(n_enroll, 1), len(order))
+        for j, g in enumerate(order):
+            (enroll if j < n_enroll else query).extend(groups[g])
+    return sorted(enroll), sorted(query)
+
+
+def fast_split(
+    individuals: list[str], settings: LoioSettings, rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """Fast mode: (individuals left out of training, the folds k among them), seeded by ``rng``;
+    the split `run_loio` and `score_vectors` use."""
+    shuffled = individuals[:]
+    rng.shuffle(shuffled)
+    n_out = min(len(shuffled) - 2, max(2, round(len(shuffled) * settings.test_fraction)))
+    left_out = sorted(shuffled[:n_out])
+    ks = left_out if settings.folds is None else sorted(
+        rng.sample(left_out, min(settings.folds, len(left_out))))  # fmt: skip
+    return left_out, ks
