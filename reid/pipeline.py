@@ -1,7 +1,11 @@
-"""Enroll and match: photos -> embeddings (reid) -> gallery (search side).
+"""The field workflow: enroll labelled photos, match new ones, write match sheets.
 
+photos -> (heads) -> embeddings (reid) -> gallery search -> re-rank (reid.matching) -> decide.
 The CLI's ``enroll`` and ``match`` are thin wrappers around these functions, so a Python user
-gets the same behaviour without copying any CLI code.
+gets the same behaviour without copying any CLI code::
+
+    rows = match_photos(gallery, photos, embedder, MatchOptions(top_k=3))
+    write_match_sheets(rows, "sheets/", gallery)
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import getpass
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,10 +30,12 @@ from reid.gallery import (
     Match,
     validate_individual_id,
 )
-from reid.io.datasets import Sample, is_photo
+from reid.io.datasets import is_photo
+from reid.matching.rerank import Probe, Reranker, rerank_and_decide
+from reid.matching.sheets import write_match_sheets
 
 if TYPE_CHECKING:
-    from reid.detect.detector import HeadDetector, Query
+    from reid.detect.detector import HeadDetector
 
 
 @dataclass
@@ -63,7 +69,7 @@ class MatchRow:
 
     @property
     def label(self) -> str:
-        from reid.detect.detector import query_label
+        from reid.detect.heads import query_label
 
         return query_label(self.path, self.head, self.heads)
 
@@ -101,24 +107,9 @@ def open_gallery(
     return gallery
 
 
-def to_record(sample: Sample, observer: str = "") -> ImageRecord:
-    return ImageRecord(
-        path=Path(sample.path),
-        individual=sample.individual,
-        date=sample.date,
-        time=sample.time,
-        location=sample.location,
-        observer=sample.get("observer") or observer,
-        condition=sample.condition,
-        side=sample.side,
-        sighting=sample.sighting,
-        box=sample.box,
-    )
-
-
 def enroll_samples(
     gallery: Gallery,
-    samples: Sequence[Sample],
+    samples: Sequence[ImageRecord],
     embedder: Embedder,
     *,
     observer: str = "",
@@ -142,14 +133,16 @@ def enroll_samples(
     samples = valid
     no_head: list[str] = []
     if detector is not None:
-        from reid.detect.detector import crop_samples
+        from reid.detect.heads import crop_samples
 
         search = crop_samples(detector, samples, best=best, progress=progress)
         samples, no_head = search.samples, search.problems()
     result = embedder.embed_paths(
         [s.path for s in samples], [s.box for s in samples], progress=progress, desc="enrolling"
     )
-    records = [to_record(samples[i], observer) for i in result.indices]
+    records = [samples[i] for i in result.indices]
+    if observer:  # the command's --observer fills in photos whose manifest names nobody
+        records = [r if r.observer else replace(r, observer=observer) for r in records]
     report = gallery.enroll(
         records,
         result.embeddings,
@@ -159,35 +152,50 @@ def enroll_samples(
     return EnrollOutcome(report, result.failures, bad_ids, no_head)
 
 
+@dataclass
+class MatchOptions:
+    """How :func:`match_photos` identifies photos; the defaults match whole photos, top 5."""
+
+    top_k: int = 5  # candidate individuals per query
+    enroll_new: bool = False  # enroll queries decided NEW as new individuals (needs a threshold)
+    user: str | None = None  # name for the audit log of enroll_new (default: login)
+    progress: bool = True
+    detector: HeadDetector | None = None  # each head found becomes its own query
+    best: bool = False  # with a detector: only the most confident head of each photo
+    screener: Embedder | None = None  # a category run (e.g. native / hybrid): fills row.screen
+    reranker: Reranker | None = None  # rescores the shortlist before deciding (None: cosine)
+    threshold: float | None = None  # None: the gallery's calibrated threshold
+
+
 def match_photos(
     gallery: Gallery,
     photos: Sequence[Path],
     embedder: Embedder,
-    *,
-    top_k: int = 5,
-    enroll_new: bool = False,
-    user: str | None = None,
-    progress: bool = True,
-    detector: HeadDetector | None = None,
-    best: bool = False,
-    screener: Embedder | None = None,
+    options: MatchOptions | None = None,
 ) -> list[MatchRow]:
-    """Identify each photo: a known individual or NEW. With ``enroll_new``, NEW photos are
-    enrolled one by one as new individuals, so a second photo of the same newcomer in the same
+    """Identify each photo: a known individual or NEW, one :class:`MatchRow` per query.
+
+    Each query goes search (the gallery's cosine shortlist) -> ``options.reranker`` (if any)
+    -> decide at the threshold, read once for the batch. With ``enroll_new``, NEW queries are
+    enrolled one by one as new individuals, so a second photo of the same newcomer in the
     batch is matched to the first rather than becoming another new individual.
 
     With a ``detector``, each head found becomes its own query (only the most confident with
     ``best``), cropped by the detector's rule; a photo with no head gives one row whose error
-    is "no head found". With a ``screener`` (a category run, e.g. native / hybrid) each
-    matched row also gets its category probabilities (``row.screen``)."""
-    from reid.detect.detector import Query, head_queries
+    is "no head found". With a ``screener`` each matched row also gets its category
+    probabilities (``row.screen``)."""
+    from reid.detect.heads import head_queries
 
-    photos = [Path(p) for p in photos]
-    queries: list[Query] = (
-        head_queries(detector, photos, best=best, progress=progress)
-        if detector is not None
-        else [Query(p) for p in photos]
-    )
+    opts = options or MatchOptions()
+    threshold = opts.threshold if opts.threshold is not None else gallery.threshold
+    if opts.enroll_new and threshold is None:
+        raise ReIDError(
+            f"Enrolling NEW photos needs a calibrated threshold: run `reid calibrate "
+            f"{gallery.directory}` first, or every photo would be matched to its nearest "
+            "individual."
+        )
+    queries = head_queries(opts.detector, [Path(p) for p in photos], best=opts.best,
+                           progress=opts.progress)  # fmt: skip
     rows = [
         MatchRow(q.path, None, q.error, box=q.box, head=q.head, heads=q.heads,
                  confidence=q.confidence)
@@ -197,37 +205,54 @@ def match_photos(
     result = embedder.embed_paths(
         [queries[k].path for k in todo],
         [queries[k].box for k in todo],
-        progress=progress,
+        progress=opts.progress,
         desc="matching",
     )
     for i, err in zip(result.failed_indices, result.failures, strict=True):
         rows[todo[i]].error = err.reason
-    matches = (
-        gallery.identify(result.embeddings, model_fingerprint=embedder.fingerprint, top_k=top_k)
-        if result.indices
-        else []
-    )
-    for k, (i, match) in enumerate(zip(result.indices, matches, strict=True)):
-        row = rows[todo[i]]
-        if enroll_new and match.is_new:
-            match = gallery.identify(
-                result.embeddings[k : k + 1], model_fingerprint=embedder.fingerprint, top_k=top_k
-            )[0]
+    done = [rows[todo[i]] for i in result.indices]
+    probes = [Probe(r.path, v, r.box) for r, v in zip(done, result.embeddings, strict=True)]
+    matches = identify_probes(gallery, probes, embedder.fingerprint, opts, threshold)
+    for row, probe, match in zip(done, probes, matches, strict=True):
+        if opts.enroll_new and match.is_new:  # an earlier newcomer of this batch may be it
+            match = identify_probes(gallery, [probe], embedder.fingerprint, opts, threshold)[0]
             if match.is_new:
                 row.enrolled_as, row.error = _enroll_new(
-                    gallery, row.path, result.embeddings[k], embedder, user, row.box
+                    gallery, row.path, probe.vector, embedder, opts.user, row.box
                 )
         row.match = match
-    if screener is not None:
-        from reid.explain.screen import screen_items
-
-        done = [r for r in rows if r.match is not None]
-        answers = screen_items(
-            screener, [r.path for r in done], [r.box for r in done], progress=progress
-        )
-        for row, answer in zip(done, answers, strict=True):
-            row.screen = answer if isinstance(answer, dict) else None
+    if opts.screener is not None:
+        _screen_rows([r for r in rows if r.match is not None], opts.screener, opts.progress)
     return rows
+
+
+def identify_probes(
+    gallery: Gallery,
+    probes: Sequence[Probe],
+    model_fingerprint: str,
+    options: MatchOptions,
+    threshold: float | None,
+) -> list[Match]:
+    """Search the gallery for each probe, rescore with ``options.reranker``, decide at
+    ``threshold``: the three matching steps, one :class:`Match` per probe."""
+    if not probes:
+        return []
+    found = gallery.search(
+        np.stack([p.vector for p in probes]),
+        model_fingerprint=model_fingerprint,
+        top_k=options.top_k,
+    )
+    return rerank_and_decide(probes, found, threshold, options.reranker)
+
+
+def _screen_rows(rows: Sequence[MatchRow], screener: Embedder, progress: bool) -> None:
+    """Set each row's category probabilities (None where its photo could not be screened)."""
+    from reid.explain.screen import screen_items
+
+    answers = screen_items(screener, [r.path for r in rows], [r.box for r in rows],
+                           progress=progress)  # fmt: skip
+    for row, answer in zip(rows, answers, strict=True):
+        row.screen = answer if isinstance(answer, dict) else None
 
 
 def _enroll_new(
@@ -261,9 +286,12 @@ def _enroll_new(
 
 __all__ = [
     "EnrollOutcome",
+    "MatchOptions",
     "MatchRow",
     "enroll_samples",
     "expand_photos",
+    "identify_probes",
     "match_photos",
     "open_gallery",
+    "write_match_sheets",
 ]

@@ -240,3 +240,16 @@ def test_same_bad_photo_twice_and_a_bad_id(enrolled, tiny_run, tmp_path):
         ]
     )
     assert "enrolled 0 photo(s)" in out and "is not allowed" in out
+
+
+def test_manifest_observer_is_kept_and_the_option_fills_only_blanks(tmp_path, tiny_run, tiny_data):
+    photos = sorted((tiny_data.parent / "images" / "JGS001").glob("*.jpg"))[:2]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,individual,observer\n{photos[0]},JGS001,Sato\n{photos[1]},JGS001,\n")
+    gallery = tmp_path / "g"
+    _ok(["enroll", gallery, manifest, "--model", tiny_run, "--quiet", "--device", "cpu",
+         "--observer", "Ito"])  # fmt: skip
+    _ok(["gallery", "export", gallery, tmp_path / "s.csv"])
+    with open(tmp_path / "s.csv", newline="") as f:
+        observers = {Path(r["image"]).name: r["observer"] for r in csv.DictReader(f)}
+    assert observers == {photos[0].name: "Sato", photos[1].name: "Ito"}

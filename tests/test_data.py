@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from reid.errors import ReIDError
-from reid.io.datasets import Sample, read_dataset, split_by_individual, split_by_sighting
+from reid.io.datasets import ImageRecord, read_dataset, split_by_individual, split_by_sighting
 
 
 def _img(path):
@@ -56,7 +56,7 @@ def test_missing_dataset_is_named(tmp_path):
 def _sighting_samples():
     # 5 individuals x 5 sightings x 2 photos (e.g. left and right flank of one encounter)
     return [
-        Sample(path=f"{i}_{s}_{side}.jpg", individual=f"ind{i}", sighting=f"{s}")
+        ImageRecord(path=f"{i}_{s}_{side}.jpg", individual=f"ind{i}", sighting=f"{s}")
         for i in range(5)
         for s in range(5)
         for side in ("left", "right")
@@ -74,8 +74,8 @@ def test_split_by_sighting_keeps_sightings_together():
 
 
 def test_single_sighting_individual_stays_in_train():
-    samples = [Sample(path=f"{k}.jpg", individual="solo", sighting="only") for k in range(4)]
-    samples += [Sample(path=f"b{k}.jpg", individual="b", sighting=str(k)) for k in range(5)]
+    samples = [ImageRecord(path=f"{k}.jpg", individual="solo", sighting="only") for k in range(4)]
+    samples += [ImageRecord(path=f"b{k}.jpg", individual="b", sighting=str(k)) for k in range(5)]
     train, val = split_by_sighting(samples, 0.2)
     assert all(samples[i].individual == "b" for i in val) and set(range(4)) <= set(train)
 

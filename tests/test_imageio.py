@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from reid.errors import ImageLoadError
-from reid.io.datasets import Sample, load_images
+from reid.io.datasets import ImageRecord, load_images
 from reid.io.images import load_image, prepare_image
 
 
@@ -100,7 +100,7 @@ def test_each_bad_kind_is_named(tmp_path):
 
 def test_bad_items_are_reported_and_the_batch_goes_on(tmp_path):
     good, bad = _bad_files(tmp_path)
-    samples = [Sample(path=p, individual="a") for p in [*bad, good]]
+    samples = [ImageRecord(path=p, individual="a") for p in [*bad, good]]
     seen = []
     result = load_images(samples, 8, max_pixels=1_000_000, progress=False, on_skip=seen.append)
     assert [s.path for s in result.samples] == [good]

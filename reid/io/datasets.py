@@ -1,8 +1,9 @@
 """Datasets: which photo shows which individual, when, where and under which light.
 
 A dataset is either a folder with one sub-folder per individual, or a CSV manifest with the
-columns ``path,individual`` and optionally ``date,time,condition,location,side,sighting`` plus any
-extra columns (kept in :attr:`Sample.attrs`, e.g. ``population`` for the native-vs-hybrid task).
+columns ``path,individual`` and optionally ``date,time,condition,location,observer,side,sighting``
+plus any extra columns (kept in :attr:`ImageRecord.attrs`, e.g. ``population`` for the
+native-vs-hybrid task).
 Manifest paths are relative to the manifest's folder unless absolute. An optional ``box`` column
 (``x1,y1,x2,y2`` in pixels of the upright photo, quoted) names the region of the photo to use,
 e.g. a head cropped by hand or by ``reid detect run``; empty means the whole photo.
@@ -15,7 +16,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,41 +24,11 @@ from tqdm.auto import tqdm
 
 from reid.detect.crop import parse_box
 from reid.errors import ImageLoadError, ReIDError
+from reid.gallery.records import STANDARD_COLUMNS, ImageRecord
 from reid.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, try_prepare_image
 
-STANDARD_COLUMNS = ("date", "time", "condition", "location", "side", "sighting")
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One photo of one individual. ``sighting`` groups photos taken together (one video burst,
-    the left and right flank of one encounter): they are near-duplicates and must never be split
-    across train and test."""
-
-    path: Path
-    individual: str
-    date: str = ""
-    time: str = ""
-    condition: str = ""
-    location: str = ""
-    side: str = ""
-    sighting: str = ""
-    box: tuple[int, int, int, int] | None = None  # region to cut (x1, y1, x2, y2); None: all
-    attrs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def group(self) -> str:
-        """The unit a split keeps together: the sighting, or the photo itself if none is given."""
-        return f"{self.individual}\x1f{self.sighting or self.path}"
-
-    def get(self, column: str) -> str:
-        """A standard column or an extra one from the manifest; '' if absent."""
-        if column in STANDARD_COLUMNS or column in ("individual",):
-            return getattr(self, column)
-        return self.attrs.get(column, "")
-
-
-def read_dataset(path: str | Path) -> list[Sample]:
+def read_dataset(path: str | Path) -> list[ImageRecord]:
     """Read a folder-per-individual tree or a CSV manifest; errors name the path and the fix."""
     path = Path(path)
     if not path.exists():
@@ -73,7 +44,7 @@ def read_dataset(path: str | Path) -> list[Sample]:
     return samples
 
 
-def read_folder(root: Path) -> list[Sample]:
+def read_folder(root: Path) -> list[ImageRecord]:
     """``root/<individual>/**/<image>``; each photo is its own sighting. Hidden files (such as
     macOS ``._*`` companions) are ignored; photos lying directly in ``root`` are an error."""
     manifest = root / "manifest.csv"
@@ -91,7 +62,7 @@ def read_folder(root: Path) -> list[Sample]:
             if is_photo(file) and not any(
                 part.startswith(".") for part in file.relative_to(root).parts
             ):
-                samples.append(Sample(path=file, individual=folder.name))
+                samples.append(ImageRecord(path=file, individual=folder.name))
     return samples
 
 
@@ -102,7 +73,7 @@ def is_photo(path: Path) -> bool:
     )
 
 
-def read_manifest(manifest: Path) -> list[Sample]:
+def read_manifest(manifest: Path) -> list[ImageRecord]:
     """Read a CSV manifest; a row whose file is missing is an error naming the row."""
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
@@ -132,7 +103,7 @@ def read_manifest(manifest: Path) -> list[Sample]:
     return samples
 
 
-def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> Sample:
+def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> ImageRecord:
     where = f"Manifest {manifest} line {line}"
     if not row.get("path") or not row.get("individual"):
         raise ReIDError(f"{where} has an empty path or individual: fill both or delete the row.")
@@ -148,7 +119,7 @@ def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> Sample:
         box = parse_box(row["box"]) if row.get("box") else None
     except ReIDError as exc:
         raise ReIDError(f"{where}: {exc}") from None
-    return Sample(
+    return ImageRecord(
         path=file,
         individual=row["individual"],
         **{c: row.get(c, "") for c in STANDARD_COLUMNS},
@@ -161,7 +132,7 @@ def _sample_from_row(manifest: Path, line: int, row: dict[str, str]) -> Sample:
 class LoadedImages:
     """Decoded, resized photos: ``images[i]`` is (S, S, 3) uint8 for ``samples[i]``."""
 
-    samples: list[Sample]
+    samples: list[ImageRecord]
     images: list[np.ndarray]
     skipped: list[ImageLoadError]
 
@@ -171,7 +142,7 @@ class LoadedImages:
 
 
 def load_images(
-    samples: Sequence[Sample],
+    samples: Sequence[ImageRecord],
     size: int,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -181,7 +152,7 @@ def load_images(
 ) -> LoadedImages:
     """Decode and resize every photo once; bad files are reported and skipped, the rest goes on."""
 
-    def work(s: Sample) -> np.ndarray | ImageLoadError:
+    def work(s: ImageRecord) -> np.ndarray | ImageLoadError:
         return try_prepare_image(s.path, size, box=s.box, max_pixels=max_pixels)
 
     out = LoadedImages([], [], [])
@@ -205,7 +176,7 @@ def load_images(
 
 
 def split_by_sighting(
-    samples: Sequence[Sample], val_fraction: float, seed: int = 0
+    samples: Sequence[ImageRecord], val_fraction: float, seed: int = 0
 ) -> tuple[list[int], list[int]]:
     """Indices (train, val): per individual, about ``val_fraction`` of its sightings go to val.
 
@@ -230,7 +201,7 @@ def split_by_sighting(
 
 
 def split_category_by_individual(
-    samples: Sequence[Sample], labels: Sequence[str], val_fraction: float, seed: int = 0
+    samples: Sequence[ImageRecord], labels: Sequence[str], val_fraction: float, seed: int = 0
 ) -> tuple[list[int], list[int]]:
     """Indices (train, val) for a category task (e.g. native / hybrid): whole individuals go to
     val, about ``val_fraction`` of those of each category (at least one where a category has
@@ -252,7 +223,7 @@ def split_category_by_individual(
 
 
 def split_by_individual(
-    samples: Sequence[Sample], test_fraction: float, seed: int = 0
+    samples: Sequence[ImageRecord], test_fraction: float, seed: int = 0
 ) -> tuple[list[int], list[int]]:
     """Indices (train, test) with disjoint individuals: for open-set questions."""
     individuals = sorted({s.individual for s in samples})
