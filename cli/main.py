@@ -20,17 +20,26 @@ def demo(
     ),
     individuals: Annotated[int, typer.Option(min=2, help="Synthetic individuals.")] = 10,
     images_per: Annotated[int, typer.Option(min=4, help="Photos per individual.")] = 24,
+    never_seen: Annotated[
+        int, typer.Option(min=1, help="Never-seen individuals whose photos should come out NEW.")
+    ] = 5,
+    target_fmr: Annotated[
+        float, typer.Option(min=0.001, max=0.5, help="Target false-match rate of the threshold.")
+    ] = 0.05,
     seed: int = 0,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Synthesise salamanders, fine-tune offline on the CPU, evaluate on a held-out date."""
+    """The field workflow on synthetic salamanders, offline on the CPU: fine-tune, enroll a
+    gallery, calibrate, match later photos of known and never-seen individuals."""
     from reid.demo import run_demo
 
     run_demo(
         out,
         num_individuals=individuals,
         images_per=images_per,
+        num_never_seen=never_seen,
+        target_fmr=target_fmr,
         seed=seed,
         overrides=set_,
         progress=not quiet,
@@ -118,7 +127,8 @@ def train_cmd(
     from reid.training.loop import train
 
     cfg = load_config(config, set_)
-    from reid.detect.detector import crop_samples, load_detector, record_detector
+    from reid.detect.detector import load_detector, record_detector
+    from reid.detect.heads import crop_samples
 
     samples = read_dataset(data)
     heads = load_detector(detector) if detector is not None else None
@@ -191,6 +201,7 @@ from reid.cli import (  # noqa: E402, F401
     benchmark_cmds,
     detect_cmds,
     explain_cmds,
+    gallery_admin_cmds,
     gallery_cmds,
     video_cmds,
 )
