@@ -3,7 +3,7 @@ dates, calibrate the gallery, then match photos from later dates of 1-20 plus ev
 never-seen individuals (21-30).
 
 Calibration is honest only when the individuals playing newcomers are ones the model never
-trained on (README: open-set calibration). As in the field, where individuals are enrolled
+trained on (docs/gallery.md: open-set calibration). As in the field, where individuals are enrolled
 after the model was trained, the gallery also enrolls ``--calibration-individuals`` (31-38)
 from the first dates without training on them; ``Gallery.calibrate(trained_individuals=...)``
 (``reid calibrate --model``) then lets only those play newcomers. Their later photos are

@@ -1,5 +1,5 @@
 """Native-vs-hybrid screen on synthetic salamanders, tested on never-seen individuals, plus
-Grad-CAM: does the heat fall on the head spots? And example overlays for the README.
+Grad-CAM: does the heat fall on the head spots? And example overlays for docs/explain.md.
 
 1. ``reid synth`` draws individuals of two populations (native / hybrid: other spot number,
    size and darkness, other skin) with spot masks. Whole individuals are split into train and
@@ -12,7 +12,7 @@ Grad-CAM: does the heat fall on the head spots? And example overlays for the REA
 4. Grad-CAM on every test photo (screen) and every query (identification model): mean heat
    inside the spot mask vs outside it, and inside vs outside the head.
 5. Example overlays (individual decision, match, hybrid screen) go to
-   ``benchmarks/results/explain/`` for the README.
+   ``benchmarks/results/explain/`` for docs/explain.md.
 
     python -m benchmarks.hybrid
 """
@@ -119,7 +119,7 @@ def _screen(args, overrides: list[str], train_set: list[ImageRecord], test_set: 
 
 
 def _examples(screen_x: Explainer, ident_x: Explainer, q: ImageRecord, match, test_set) -> None:
-    """5. Example overlays for the README: an individual decision, a match, the screen."""
+    """5. Example overlays for docs/explain.md: an individual decision, a match, the screen."""
     ex = RESULTS_DIR / "explain"
     ex.mkdir(parents=True, exist_ok=True)
     [e] = ident_x.explain_class(ident_x.prepare(q.path)[None])
