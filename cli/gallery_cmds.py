@@ -190,7 +190,8 @@ def _calibration_line(info: dict[str, Any]) -> str:
         else "calibrated without --model, so trained individuals may have played newcomers"
     )
     return (
-        f"{line}; OPTIMISTIC: {why}, and real newcomers score higher (docs/gallery.md: open-set calibration)"
+        f"{line}; OPTIMISTIC: {why}, and real newcomers score higher "
+        "(docs/gallery.md: open-set calibration)"
     )
 
 

@@ -199,8 +199,8 @@ class StoredImage:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """A threshold measured on the gallery itself by leave-one-individual-out trials.
+class ThresholdFit:
+    """A threshold chosen on trial scores and the rates measured there.
 
     ``fmr`` is the measured false-match rate at ``threshold`` (<= ``target_fmr``), ``tpr`` the
     fraction of known trials that were identified correctly and at or above the threshold, and
@@ -214,6 +214,13 @@ class Calibration:
     rank1: float
     num_known_trials: int
     num_unknown_trials: int
+
+
+@dataclass(frozen=True)
+class Calibration(ThresholdFit):
+    """A threshold measured on the gallery itself by leave-one-individual-out trials: the fit
+    (see :class:`ThresholdFit`) and how, when and on what it was measured."""
+
     num_individuals: int
     num_images: int
     score_mode: str

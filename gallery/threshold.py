@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from reid.gallery import catalog
 from reid.gallery.errors import GalleryError
-from reid.gallery.records import Calibration
+from reid.gallery.records import Calibration, ThresholdFit
 from reid.gallery.store import WriteTxn, get_setting, set_setting, utc_now
 
 SIMS_PER_CHUNK = 1 << 25  # similarity entries per query chunk: 128 MiB of float32
@@ -80,19 +80,6 @@ def rates_at(trials: TrialScores, threshold: float) -> tuple[float, float, float
         return fmr, 0.0, 0.0
     accepted = trials.known_correct & (trials.known_scores >= threshold)
     return fmr, float(np.mean(accepted)), float(np.mean(trials.known_correct))
-
-
-@dataclass(frozen=True)
-class ThresholdFit:
-    """A threshold chosen on trial scores and the rates measured there (see :func:`rates_at`)."""
-
-    threshold: float
-    target_fmr: float
-    fmr: float
-    tpr: float
-    rank1: float
-    num_known_trials: int
-    num_unknown_trials: int
 
 
 def fit_threshold(trials: TrialScores, target_fmr: float) -> ThresholdFit:
@@ -207,13 +194,7 @@ def run_calibration(
     )
     fit = fit_threshold(trials, target_fmr)
     result = Calibration(
-        threshold=fit.threshold,
-        target_fmr=target_fmr,
-        fmr=fit.fmr,
-        tpr=fit.tpr,
-        rank1=fit.rank1,
-        num_known_trials=fit.num_known_trials,
-        num_unknown_trials=fit.num_unknown_trials,
+        **asdict(fit),
         num_individuals=num_individuals,
         num_images=int(len(vectors)),
         score_mode=score_mode,
