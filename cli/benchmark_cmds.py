@@ -45,7 +45,9 @@ def loio_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Leave-one-individual-out: does the model flag an individual it has never seen as NEW?
-    (`--config nyala` runs the nyala recipe.)"""
+    (`--config nyala` applies the nyala training settings; the recorded nyala runs also take
+    each flank as an identity and pass --train-photos all --no-classifier-baseline: see
+    `python -m benchmarks.loio --help`.)"""
     from reid.config import load_config
     from reid.evaluation.loio import markdown, plot_roc, run_loio
     from reid.io.datasets import read_dataset

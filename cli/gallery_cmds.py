@@ -146,12 +146,12 @@ def match(
     )
     with open_gallery(gallery, embedder, create=False) as g:
         rows = match_photos(g, paths, embedder, options)
-        info = g.info()
+        # The answer first: a sheet that cannot be written must not hide it (or the ids that
+        # --enroll-new has already committed).
+        typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, g.info()))
         if sheet is not None:
             write_match_sheets(rows, sheet, g)
-    typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, info))
-    if sheet is not None:
-        typer.echo(f"match sheets: {sheet}", err=format != "table")
+            typer.echo(f"match sheets: {sheet}", err=format != "table")
 
 
 def _screener(screen: Path | None, device: str):

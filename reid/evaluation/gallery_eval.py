@@ -30,7 +30,7 @@ class GalleryAnswers:
 
     ``top1`` is the best candidate individual and ``decision`` the gallery's call at its
     threshold (the individual, or NEW); both are None for a query that could not be embedded.
-    ``candidates`` holds each answered query's ``Match`` (None where unanswered).
+    ``matches`` holds each answered query's ``Match`` (None where unanswered).
     """
 
     truth: np.ndarray  # (Q,) object: the query's true individual

@@ -9,6 +9,7 @@ the copy carries its fingerprint, and a missing, stale or unreadable copy is nev
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -38,13 +39,13 @@ class _TupleOutput(nn.Module):
 
 
 def export_onnx(model: ReIDModel, input_size: int, fingerprint: str, path: Path) -> None:
-    """Export ``model`` (eval mode, CPU copy) to ONNX with a free batch size, and write it
-    atomically with ``fingerprint`` in its metadata.
+    """Export a CPU copy of ``model`` in eval mode to ONNX with a free batch size (``model``
+    itself is left as it was), and write it atomically with ``fingerprint`` in its metadata.
 
     The file maps ``images`` (N, 3, S, S) float32 in [0, 1] to ``embeddings`` (N, D) float32,
     L2-normalised, and ``logits`` (N, C) float32. Needs the packages onnx and onnxscript.
     """
-    wrapped = _TupleOutput(model).cpu().eval()
+    wrapped = _TupleOutput(copy.deepcopy(model)).cpu().eval()
     example = torch.rand(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with torch.no_grad():

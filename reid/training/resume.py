@@ -94,8 +94,9 @@ class LastCheckpoint:
         except ReIDError:
             old = dict(saved.get("config", {}))
         new = to_dict(self.cfg)
-        old.get("train", {}).pop("epochs", None)
-        new["train"].pop("epochs")
+        for key in ("epochs", "export_onnx"):  # neither changes the weights trained so far
+            old.get("train", {}).pop(key, None)
+            new["train"].pop(key)
         changed = [
             f"{section}.{key}"
             for section in new
