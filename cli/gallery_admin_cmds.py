@@ -4,12 +4,16 @@ remove, export, reembed)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reid.cli.common import DeviceOpt, GalleryArg, ModelOpt, QuietOpt, UserOpt, app, user_errors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
@@ -114,12 +118,28 @@ def reembed_cmd(
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Recompute every vector from the stored photos with another model."""
-    from reid.errors import ReIDError
+    """Recompute every vector (and local features, with a local scorer) from the stored photos."""
     from reid.features.embedder import Embedder
-    from reid.gallery import Gallery
 
     embedder = Embedder.from_run(model, device)
+    # HOOK (issue 17): once reid.matching.local can build a scorer from an option (e.g.
+    # `--local sift`), pass it as local_scorer= so that local features are re-extracted too.
+    reembed_gallery(gallery, embedder, user=user, quiet=quiet, local_scorer=None)
+
+
+def reembed_gallery(
+    gallery: Path,
+    embedder: Any,
+    *,
+    user: str | None = None,
+    quiet: bool = False,
+    local_scorer: Any = None,
+) -> None:
+    """Re-embed ``gallery`` with ``embedder`` and, when ``local_scorer`` is given (a
+    ``reid.matching.local`` LocalScorer: ``extract(image) -> LocalFeatures``, ``fingerprint``,
+    ``max_side``), re-extract every photo's local features in the same transaction."""
+    from reid.errors import ReIDError
+    from reid.gallery import Gallery
 
     def embed(paths: list[Path], boxes: list | None = None):
         result = embedder.embed_paths(paths, boxes, progress=not quiet, desc="re-embedding")
@@ -131,9 +151,61 @@ def reembed_cmd(
             )
         return result.embeddings
 
+    local_fn = local_extractor(local_scorer) if local_scorer is not None else None
+    local_fp = local_scorer.fingerprint if local_scorer is not None else None
     with Gallery.open(gallery) as g:
-        n = g.reembed(embed, model_fingerprint=embedder.fingerprint, user=user)
+        n = g.reembed(
+            embed,
+            model_fingerprint=embedder.fingerprint,
+            user=user,
+            local_fn=local_fn,
+            local_fingerprint=local_fp,
+        )
+        stats = g.local_stats()
     typer.echo(
         f"re-embedded {n} photos with model {embedder.fingerprint}; the calibration was "
         f"cleared: run `reid calibrate {gallery}`"
     )
+    if local_scorer is not None:
+        typer.echo(
+            f"local features of {stats.num_with_features}/{stats.num_images} photos "
+            f"re-extracted with {stats.fingerprint}"
+        )
+
+
+def local_extractor(scorer: Any) -> Callable[[list[Path], list], list[bytes]]:
+    """The ``local_fn(paths, boxes)`` callback of ``Gallery.reembed`` for a local scorer: each
+    stored photo is cut to its box, resized to ``scorer.max_side`` on its longer side and
+    extracted; the gallery stores ``LocalFeatures.to_bytes()`` as opaque bytes."""
+    from reid.errors import ReIDError
+    from reid.io.images import load_image
+
+    def extract(paths: list[Path], boxes: list) -> list[bytes]:
+        blobs = []
+        for path, box in zip(paths, boxes, strict=True):
+            try:
+                image = load_image(path)
+            except ReIDError as exc:
+                raise ReIDError(
+                    f"Stored photo {exc}; nothing was changed. Restore the file or remove its "
+                    "individual, then retry."
+                ) from exc
+            blobs.append(scorer.extract(_local_region(image, box, scorer.max_side)).to_bytes())
+        return blobs
+
+    return extract
+
+
+def _local_region(image: Any, box: tuple[int, ...] | None, max_side: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of the photo's ``box`` (None: whole photo), longer side ``max_side``.
+
+    NOTE: enrolled and query regions must be prepared alike; when reid.matching.local provides
+    its ``prepare_region``, call that here instead.
+    """
+    import numpy as np
+    from PIL import Image
+
+    region = image.crop(tuple(box)) if box is not None else image
+    scale = max_side / max(region.size)
+    size = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
+    return np.asarray(region.resize(size, Image.Resampling.BILINEAR).convert("RGB"))

@@ -208,9 +208,14 @@ def write_export(conn: sqlite3.Connection, path: Path) -> Path:
 
 
 def describe(
-    directory: Path, settings: dict[str, str], counts: tuple[int, int], index: dict[str, Any]
+    directory: Path,
+    settings: dict[str, str],
+    counts: tuple[int, int],
+    index: dict[str, Any],
+    local_features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The gallery's ``info()`` dict from its settings, counts and index description."""
+    """The gallery's ``info()`` dict from its settings, counts, index description and local
+    feature statistics (:class:`reid.gallery.local.LocalStats` as a dict)."""
     calibration = json.loads(settings["calibration"]) if "calibration" in settings else None
     return {
         "directory": str(directory),
@@ -228,4 +233,5 @@ def describe(
         "threshold": float(settings["threshold"]) if "threshold" in settings else None,
         "target_fmr": float(settings["target_fmr"]) if "target_fmr" in settings else None,
         "calibration": calibration if calibration is not None else "uncalibrated",
+        "local_features": local_features,
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reid.gallery import catalog, edits
+from reid.gallery import catalog, edits, local
 from reid.gallery.decide import decide
 from reid.gallery.errors import GalleryError
 from reid.gallery.index import check_factory
@@ -32,7 +32,7 @@ from reid.gallery.records import (
     StoredImage,
     validate_individual_id,
 )
-from reid.gallery.search import as_matrix, prepare_queries, rank_queries, to_candidates
+from reid.gallery.search import prepare_queries, rank_queries, to_candidates
 from reid.gallery.store import Store, file_lock, get_setting, utc_now
 
 REEMBED_HINT = (
@@ -40,7 +40,7 @@ REEMBED_HINT = (
 )
 
 
-class Gallery:
+class Gallery(local.LocalFeatureMethods):
     """A gallery directory opened for enrolling and identifying. Not shared between threads
     without care: calls are serialised by an internal lock; processes coordinate by ``flock``."""
 
@@ -185,32 +185,32 @@ class Gallery:
         *,
         model_fingerprint: str,
         user: str | None = None,
+        local_features: Sequence[bytes | None] | None = None,
+        local_fingerprint: str | None = None,
     ) -> EnrollReport:
         """Add photos of known individuals.
 
         Args:
             records: one per photo; the photo file is copied into the gallery.
             embeddings: (N, D) float32, one row per record (normalised here again, defensively).
+            local_features: optional opaque blob (or None) per record, stored in the same
+                transaction under ``local_fingerprint`` (see :mod:`reid.gallery.local`).
         Returns:
             the report: new image ids, duplicates (already enrolled, skipped), failures.
         """
         records = list(records)
         if not records:
             return EnrollReport([], [], [], [], self.generation)
-        matrix = as_matrix(embeddings, "enroll")
-        if len(records) != len(matrix):
-            raise GalleryError(
-                f"enroll got {len(records)} photo records but {len(matrix)} embedding rows; "
-                f"pass one embedding row per photo."
-            )
-        names = [validate_individual_id(r.individual) for r in records]
+        matrix, names = edits.enroll_inputs(records, embeddings)
         self.check_model(model_fingerprint, matrix.shape[1])
+        blobs = self._prepare_local(len(records), local_features, local_fingerprint)
         vectors, usable = l2_normalize(matrix)
         with self._mutex, self._store.write("enroll", user) as txn:
             self.check_model(model_fingerprint, matrix.shape[1])  # a reembed may have won the lock
             done = edits.insert_images(
                 self._store, txn, records, names, vectors, usable, model_fingerprint
             )
+            local.insert(txn, self.directory, done, blobs, local_fingerprint)
             added = np.array(done.vectors, dtype=np.float32).reshape(-1, matrix.shape[1])
             ids = np.array(done.image_ids, dtype=np.int64)
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation, (ids, added)))
@@ -239,6 +239,19 @@ class Gallery:
         """
         return self._search(embeddings, model_fingerprint, top_k, exclude_image_ids)[0]
 
+    def search_with_threshold(
+        self,
+        embeddings: np.ndarray,
+        *,
+        model_fingerprint: str,
+        top_k: int = 5,
+        exclude_image_ids: Iterable[int] | None = None,
+    ) -> tuple[list[list[Candidate]], float | None]:
+        """:meth:`search` and the calibrated threshold (None: uncalibrated), both read in one
+        snapshot, so a calibration running meanwhile cannot pair one scoring with the other's
+        threshold."""
+        return self._search(embeddings, model_fingerprint, top_k, exclude_image_ids)
+
     def identify(
         self,
         embeddings: np.ndarray,
@@ -251,7 +264,9 @@ class Gallery:
         :func:`reid.gallery.decide.decide` at the calibrated threshold (read in the same
         snapshot as the vectors). Arguments as for :meth:`search`; one :class:`Match` per query.
         """
-        found, threshold = self._search(embeddings, model_fingerprint, top_k, exclude_image_ids)
+        found, threshold = self._search(
+            embeddings, model_fingerprint, top_k, exclude_image_ids, what="identify"
+        )
         return [decide(candidates, threshold) for candidates in found]
 
     def _search(
@@ -260,9 +275,11 @@ class Gallery:
         model_fingerprint: str,
         top_k: int,
         exclude_image_ids: Iterable[int] | None,
+        what: str = "search",
     ) -> tuple[list[list[Candidate]], float | None]:
-        """Candidates per query and the threshold, both from one database snapshot."""
-        queries = prepare_queries(embeddings, top_k)
+        """Candidates per query and the threshold, both from one database snapshot; ``what``
+        names the public call in errors."""
+        queries = prepare_queries(embeddings, top_k, what)
         exclude = [int(i) for i in exclude_image_ids or ()]
         with self._mutex:
             with self._store.read() as conn:
@@ -346,6 +363,8 @@ class Gallery:
         model_fingerprint: str,
         user: str | None = None,
         batch_size: int = 64,
+        local_fn: local.LocalFn | None = None,
+        local_fingerprint: str | None = None,
     ) -> int:
         """Recompute every vector from the stored photo copies with another model.
 
@@ -353,11 +372,15 @@ class Gallery:
         photos, each cut to its stored crop box first (``boxes[i]``, None: the whole photo).
         Vectors, fingerprint and dimension are replaced in one transaction and the calibration,
         which belonged to the old model, is cleared. Returns the number of photos re-embedded.
+        ``local_fn(paths, boxes)``, if given, likewise replaces every photo's local features
+        (:func:`reid.gallery.local.reextract`); without it they are kept as they are.
         """
         if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
             raise GalleryError("reembed needs the new model's non-empty fingerprint.")
+        local.require_fingerprint(local_fn, local_fingerprint)
         with self._mutex, self._store.write("reembed", user) as txn:
             count = edits.reembed(txn, self.directory, embed_fn, model_fingerprint, batch_size)
+            local.reextract(txn, self.directory, local_fn, local_fingerprint, batch_size)
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation, rebuild=True))
         return count
 
@@ -388,11 +411,12 @@ class Gallery:
             return catalog.write_export(conn, Path(path))
 
     def info(self) -> dict[str, Any]:
-        """Counts, model, index (type, device, fallback note) and calibration state."""
+        """Counts, model, index (type, device, fallback note), calibration, local features."""
         with self._mutex:
             with self._store.read() as conn:
                 view = self._keeper.view(conn)
                 counts = catalog.counts(conn)
                 settings = dict(conn.execute("SELECT key, value FROM settings"))
+                stats = local.stats(conn).as_dict()
             self._keeper.save_if_pending()
-        return catalog.describe(self.directory, settings, counts, view.index.describe())
+        return catalog.describe(self.directory, settings, counts, view.index.describe(), stats)

@@ -17,19 +17,38 @@ import numpy as np
 from reid.gallery.catalog import require_individual
 from reid.gallery.errors import GalleryError
 from reid.gallery.openset import l2_normalize
-from reid.gallery.records import Duplicate, EnrollFailure, ImageRecord
+from reid.gallery.records import Duplicate, EnrollFailure, ImageRecord, validate_individual_id
+from reid.gallery.search import as_matrix
 from reid.gallery.store import Store, WriteTxn, get_setting, set_setting, utc_now
 
 
 @dataclass
 class Inserted:
-    """What :func:`insert_images` did: new ids with their vectors, duplicates and failures."""
+    """What :func:`insert_images` did: new ids with their vectors, duplicates and failures.
+
+    ``positions[j]`` is the index in ``records`` of the photo that got ``image_ids[j]``.
+    """
 
     image_ids: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     failed: list[EnrollFailure] = field(default_factory=list)
     new_individuals: list[str] = field(default_factory=list)
+
+
+def enroll_inputs(
+    records: Sequence[ImageRecord], embeddings: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Enroll's embeddings as an (N, D) float32 matrix and the validated individual id of each
+    record; GalleryError when the counts differ or an id is not allowed (nothing is written)."""
+    matrix = as_matrix(embeddings, "enroll")
+    if len(records) != len(matrix):
+        raise GalleryError(
+            f"enroll got {len(records)} photo records but {len(matrix)} embedding rows; "
+            f"pass one embedding row per photo."
+        )
+    return matrix, [validate_individual_id(r.individual) for r in records]
 
 
 def insert_images(
@@ -49,11 +68,14 @@ def insert_images(
     """
     done = Inserted()
     added_to: set[str] = set()
-    for record, name, vector, ok in zip(records, names, vectors, usable, strict=True):
+    for n, (record, name, vector, ok) in enumerate(
+        zip(records, names, vectors, usable, strict=True)
+    ):
         if not ok:
             done.failed.append(EnrollFailure(Path(record.path), "its embedding is zero or NaN"))
         elif _insert_one(store, txn, record, name, vector, fingerprint, done):
             added_to.add(name)
+            done.positions.append(n)
     txn.details.update(
         added=done.image_ids,
         individuals=sorted(added_to),
@@ -168,10 +190,12 @@ def remove(txn: WriteTxn, directory: Path, individual: str) -> list[Path]:
     rows = txn.conn.execute(
         "SELECT id, stored_path FROM images WHERE individual_id = ? ORDER BY id", (name,)
     ).fetchall()
-    txn.conn.execute(
-        "DELETE FROM embeddings WHERE image_id IN (SELECT id FROM images WHERE individual_id = ?)",
-        (name,),
-    )
+    for table in ("embeddings", "local_features"):
+        txn.conn.execute(
+            f"DELETE FROM {table} WHERE image_id IN "
+            "(SELECT id FROM images WHERE individual_id = ?)",
+            (name,),
+        )
     txn.conn.execute("DELETE FROM images WHERE individual_id = ?", (name,))
     txn.conn.execute("DELETE FROM individuals WHERE id = ?", (name,))
     txn.details.update(individual=name, num_images=len(rows), image_ids=[r[0] for r in rows])
@@ -225,6 +249,16 @@ def embed_photos(
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def stored_photos(
+    conn: sqlite3.Connection, directory: Path
+) -> tuple[np.ndarray, list[Path], list[tuple[int, ...] | None]]:
+    """Every stored photo by image id: ids (N,) int64, file paths and crop boxes (None: whole)."""
+    rows = conn.execute("SELECT id, stored_path, box FROM images ORDER BY id").fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    boxes = [tuple(json.loads(r[2])) if r[2] else None for r in rows]
+    return ids, [directory / r[1] for r in rows], boxes
+
+
 def reembed(
     txn: WriteTxn,
     directory: Path,
@@ -235,20 +269,17 @@ def reembed(
     """Recompute every vector from the stored photos with ``embed_fn`` (see
     ``Gallery.reembed``), switch the settings to the new model and clear the calibration, which
     belonged to the old one. Returns the number of photos re-embedded."""
-    rows = txn.conn.execute("SELECT id, stored_path, box FROM images ORDER BY id").fetchall()
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    paths = [directory / r[1] for r in rows]
-    boxes = [tuple(json.loads(r[2])) if r[2] else None for r in rows]
+    ids, paths, boxes = stored_photos(txn.conn, directory)
     vectors = embed_photos(embed_fn, paths, boxes, batch_size)
     old_dim = int(get_setting(txn.conn, "embedding_dim", "0"))
-    dim = vectors.shape[1] if len(rows) else old_dim
+    dim = vectors.shape[1] if len(ids) else old_dim
     replace_vectors(txn, ids, vectors, fingerprint)
     txn.details.update(
         old_fingerprint=str(get_setting(txn.conn, "model_fingerprint")),
-        new_fingerprint=fingerprint, num_images=len(rows), old_dim=old_dim, new_dim=dim,
+        new_fingerprint=fingerprint, num_images=len(ids), old_dim=old_dim, new_dim=dim,
     )  # fmt: skip
     set_setting(txn.conn, "model_fingerprint", fingerprint)
     set_setting(txn.conn, "embedding_dim", dim)
     for key in ("threshold", "target_fmr", "calibration"):
         set_setting(txn.conn, key, None)
-    return len(rows)
+    return len(ids)

@@ -45,13 +45,13 @@ def as_matrix(embeddings: np.ndarray, what: str) -> np.ndarray:
     return matrix
 
 
-def prepare_queries(embeddings: np.ndarray, top_k: int) -> np.ndarray:
+def prepare_queries(embeddings: np.ndarray, top_k: int, what: str = "search") -> np.ndarray:
     """(Q, D) float32 unit query rows from (Q, D) or (D,) input, after checking ``top_k``.
 
     Raises GalleryError for ``top_k`` < 1 or a query row that is zero or not finite."""
     if int(top_k) < 1:
         raise GalleryError(f"top_k must be at least 1 (got {top_k}).")
-    queries, usable = l2_normalize(as_matrix(embeddings, "search"))
+    queries, usable = l2_normalize(as_matrix(embeddings, what))
     if not usable.all():
         bad = np.flatnonzero(~usable)[:5].tolist()
         raise GalleryError(f"Query embeddings {bad} are zero or not finite; re-embed them.")

@@ -5,6 +5,10 @@ The database is the source of truth. Every write runs under an exclusive ``flock
 setting and appends to the audit log. Photo copies are renamed into place before the commit, so
 a crash leaves at worst an unreferenced file, which the next write removes (it knows to look
 because ``.write-in-progress`` was left behind).
+
+Schema versions: 1 (the first); 2 adds ``local_features`` (keypoints + descriptors of each photo,
+opaque bytes). :meth:`Store.open` upgrades an older gallery in place, under the lock and in one
+transaction (:data:`MIGRATIONS`); its photos have no local features until ``reembed``.
 """
 
 from __future__ import annotations
@@ -28,13 +32,24 @@ from urllib.parse import quote
 from reid.gallery.errors import GalleryError
 from reid.gallery.faults import crash_point
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "gallery.sqlite"
 LOCK_NAME = "gallery.lock"
 IMAGES_DIR = "images"
 WRITE_MARKER = ".write-in-progress"
 TMP_PREFIX = ".tmp-"
 AUDIT_ACTIONS = ("enroll", "rename", "merge", "remove", "calibrate", "reembed")
+
+LOCAL_FEATURES_TABLE = """
+CREATE TABLE IF NOT EXISTS local_features (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    extractor_fingerprint TEXT NOT NULL,
+    blob BLOB NOT NULL,
+    nbytes INTEGER NOT NULL  -- len(blob), so that statistics need not read the blobs
+)"""
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (LOCAL_FEATURES_TABLE,)}
+"""Statements that upgrade schema version ``v`` to ``v + 1`` (single statements: no script)."""
 
 SCHEMA = f"""
 CREATE TABLE individuals (
@@ -76,6 +91,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{LOCAL_FEATURES_TABLE};
 """
 
 
@@ -165,6 +181,28 @@ def _safe_suffix(path: Path) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,10}", suffix) else ""
 
 
+def _migrate(directory: Path, conn: sqlite3.Connection) -> None:
+    """Upgrade the database to :data:`SCHEMA_VERSION` under the lock, in one transaction.
+
+    The version is read again under the lock, so that of two processes opening an old gallery at
+    once the second finds the work done. No audit row and no new generation: no data changes.
+    """
+    with file_lock(directory / LOCK_NAME):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(get_setting(conn, "schema_version") or SCHEMA_VERSION)
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                set_setting(conn, "schema_version", SCHEMA_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
 @dataclass
 class WriteTxn:
     """An open write: the caller fills ``details`` for the audit row and adds callbacks.
@@ -230,12 +268,22 @@ class Store:
             version = get_setting(conn, "schema_version")
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{db_path} is not a readable gallery database ({exc}).") from exc
-        if version is None or int(version) > SCHEMA_VERSION:
+        if version not in {str(v) for v in range(1, SCHEMA_VERSION + 1)}:
             conn.close()
             raise GalleryError(
                 f"{directory} has gallery schema version {version}, which this toolkit "
                 f"(schema {SCHEMA_VERSION}) cannot read; upgrade the toolkit."
             )
+        if int(version) < SCHEMA_VERSION:
+            try:
+                _migrate(directory, conn)
+            except (sqlite3.DatabaseError, OSError) as exc:
+                conn.close()
+                raise GalleryError(
+                    f"{directory} has gallery schema version {version} and needs a one-time "
+                    f"upgrade to version {SCHEMA_VERSION}, which failed ({exc}); open it once "
+                    f"where the gallery folder is writable."
+                ) from exc
         (directory / IMAGES_DIR).mkdir(exist_ok=True)
         return cls(directory, conn)
 

@@ -187,8 +187,7 @@ def match_photos(
     from reid.detect.heads import head_queries
 
     opts = options or MatchOptions()
-    threshold = opts.threshold if opts.threshold is not None else gallery.threshold
-    if opts.enroll_new and threshold is None:
+    if opts.enroll_new and opts.threshold is None and gallery.threshold is None:
         raise ReIDError(
             f"Enrolling NEW photos needs a calibrated threshold: run `reid calibrate "
             f"{gallery.directory}` first, or every photo would be matched to its nearest "
@@ -212,10 +211,10 @@ def match_photos(
         rows[todo[i]].error = err.reason
     done = [rows[todo[i]] for i in result.indices]
     probes = [Probe(r.path, v, r.box) for r, v in zip(done, result.embeddings, strict=True)]
-    matches = identify_probes(gallery, probes, embedder.fingerprint, opts, threshold)
+    matches = identify_probes(gallery, probes, embedder.fingerprint, opts)
     for row, probe, match in zip(done, probes, matches, strict=True):
         if opts.enroll_new and match.is_new:  # an earlier newcomer of this batch may be it
-            match = identify_probes(gallery, [probe], embedder.fingerprint, opts, threshold)[0]
+            match = identify_probes(gallery, [probe], embedder.fingerprint, opts)[0]
             if match.is_new:
                 row.enrolled_as, row.error = _enroll_new(
                     gallery, row.path, probe.vector, embedder, opts.user, row.box
@@ -231,17 +230,19 @@ def identify_probes(
     probes: Sequence[Probe],
     model_fingerprint: str,
     options: MatchOptions,
-    threshold: float | None,
 ) -> list[Match]:
     """Search the gallery for each probe, rescore with ``options.reranker``, decide at
-    ``threshold``: the three matching steps, one :class:`Match` per probe."""
+    ``options.threshold`` (None: the gallery's calibrated threshold, read in the same snapshot
+    as the search): the three matching steps, one :class:`Match` per probe."""
     if not probes:
         return []
-    found = gallery.search(
+    found, threshold = gallery.search_with_threshold(
         np.stack([p.vector for p in probes]),
         model_fingerprint=model_fingerprint,
         top_k=options.top_k,
     )
+    if options.threshold is not None:
+        threshold = options.threshold
     return rerank_and_decide(probes, found, threshold, options.reranker)
 
 

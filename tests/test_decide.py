@@ -127,9 +127,11 @@ def test_pipeline_match_path_goes_through_the_reranker(axis_gallery):
     from reid.pipeline import MatchOptions, identify_probes
 
     probe = Probe(Path("q.jpg"), np.array([0.8, 0.6, 0.0], dtype=np.float32))
-    plain = identify_probes(axis_gallery, [probe], FP, MatchOptions(top_k=2), threshold=0.7)
+    plain = identify_probes(axis_gallery, [probe], FP, MatchOptions(top_k=2, threshold=0.7))
     swapped = identify_probes(
-        axis_gallery, [probe], FP, MatchOptions(top_k=2, reranker=Swap()), threshold=0.7
+        axis_gallery, [probe], FP, MatchOptions(top_k=2, reranker=Swap(), threshold=0.7)
     )
     assert plain[0].decision == "x" and swapped[0].decision == "y"
-    assert identify_probes(axis_gallery, [probe], FP, MatchOptions(), threshold=0.9)[0].is_new
+    assert identify_probes(axis_gallery, [probe], FP, MatchOptions(threshold=0.9))[0].is_new
+    # no threshold given: the gallery's own (uncalibrated here), read with the search
+    assert not identify_probes(axis_gallery, [probe], FP, MatchOptions())[0].calibrated
