@@ -18,6 +18,7 @@ from reid.gallery.threshold import (
     TrialScores,
     individual_scores,
     loo_trials,
+    loo_trials_of,
     rates_at,
     threshold_for_fmr,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "is_new",
     "l2_normalize",
     "loo_trials",
+    "loo_trials_of",
     "rates_at",
     "threshold_for_fmr",
     "topk_mean",

@@ -16,7 +16,7 @@ encounter are near-duplicates that would flatter the result).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,16 +115,34 @@ def loo_trials(
         score_mode, score_k: how an individual is scored (see :mod:`reid.gallery.openset`).
         queries: (Q,) int rows used as queries (all rows when None).
     """
+    return loo_trials_of(
+        lambda rows, columns: vectors[rows] @ vectors[columns].T,
+        labels, groups, score_mode=score_mode, score_k=score_k, queries=queries,
+    )  # fmt: skip
+
+
+def loo_trials_of(
+    pair_scores: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    score_mode: str = "max",
+    score_k: int = 3,
+    queries: np.ndarray | None = None,
+) -> TrialScores:
+    """:func:`loo_trials` on any pair score (a re-ranker's, a fused probability): ``pair_scores
+    (rows (C,), columns (N,))`` gives the (C, N) scores of gallery photos ``rows`` against
+    ``columns``, higher meaning more likely the same individual (-inf: not comparable)."""
     labels, groups = np.asarray(labels), np.asarray(groups)
     order = np.argsort(labels, kind="stable")  # individuals become contiguous column blocks
-    sorted_vectors, sorted_groups = vectors[order], groups[order]
+    sorted_groups = groups[order]
     starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    queries = np.arange(len(vectors)) if queries is None else np.asarray(queries)
-    chunk = max(1, SIMS_PER_CHUNK // max(1, len(vectors)))
+    queries = np.arange(len(labels)) if queries is None else np.asarray(queries)
+    chunk = max(1, SIMS_PER_CHUNK // max(1, len(labels)))
     known_scores, known_correct, impostors = [], [], []
     for begin in range(0, len(queries), chunk):
         rows = queries[begin : begin + chunk]
-        sims = vectors[rows] @ sorted_vectors.T  # (C, N)
+        sims = np.array(pair_scores(rows, order), dtype=np.float32)  # (C, N), a fresh copy
         sims[groups[rows][:, None] == sorted_groups[None, :]] = -np.inf  # own sighting, self
         scores = individual_scores(sims, starts, score_mode, score_k)  # (C, I)
         own = labels[rows]

@@ -12,6 +12,7 @@ from reid.gallery.openset import (
     is_new,
     l2_normalize,
     loo_trials,
+    loo_trials_of,
     rates_at,
     threshold_for_fmr,
     topk_mean,
@@ -77,6 +78,24 @@ def test_loo_trials_on_a_hand_made_gallery():
     np.testing.assert_allclose(np.sort(trials.impostor_scores), [0.0, 0.6, 0.6], atol=1e-6)
     fmr, tpr, rank1 = rates_at(trials, 0.7)
     assert (fmr, tpr, rank1) == (0.0, 1.0, 1.0)
+
+
+def test_loo_trials_of_a_pair_score_matrix_equal_those_of_its_vectors():
+    rng = np.random.default_rng(0)
+    vectors = l2_normalize(rng.normal(size=(12, 4)))[0]
+    labels, groups = np.repeat(np.arange(4), 3), np.arange(12) // 2
+    matrix = vectors @ vectors.T  # a precomputed pair score: a re-ranker's, a fused one
+    a = loo_trials(vectors, labels, groups, score_mode="topk_mean", score_k=2)
+    b = loo_trials_of(lambda r, c: matrix[np.ix_(r, c)], labels, groups,
+                      score_mode="topk_mean", score_k=2)  # fmt: skip
+    for x, y in zip(
+        (a.known_scores, a.known_correct, a.impostor_scores),
+        (b.known_scores, b.known_correct, b.impostor_scores),
+        strict=True,
+    ):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    # the caller's matrix is not written into (own sightings are masked on a copy)
+    np.testing.assert_allclose(matrix, vectors @ vectors.T)
 
 
 def test_loo_trials_exclude_the_query_sighting():

@@ -8,7 +8,7 @@ and the protocol so that vectors made elsewhere are scored the same way.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from reid.evaluation.metrics import openset_metrics, softmax_openset_metrics
-from reid.gallery.openset import loo_trials, threshold_for_fmr
+from reid.gallery.openset import loo_trials_of, threshold_for_fmr
 from reid.io.datasets import ImageRecord
 
 REFERENCE = "frozen backbone"  # the baseline every other method is paired with
@@ -24,15 +24,27 @@ HEADLINE = ("auroc", "pooled_tpr_at_fmr_1", "pooled_tpr_at_fmr_5", "oscr", "rank
             "baks", "baus", "baks_baus_gmean")  # fmt: skip
 
 
+PairScores = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 @dataclass
 class Method:
-    """Vectors (N, D) for the photos ``rows`` of the evaluation set, optional softmax."""
+    """How a method scores the photos of the evaluation set: ``vectors`` (N, D), L2-normalised
+    (similarity = cosine), or ``pair_scores(rows (Q,), columns (G,)) -> (Q, G)`` for a score
+    that is not a dot product (local features, a fused probability); or a softmax."""
 
     name: str
     criterion: str  # "similarity" | "softmax"
     vectors: np.ndarray | None = None
     probs: np.ndarray | None = None  # (N, C) softmax over ``classes``
     classes: list[str] = field(default_factory=list)
+    pair_scores: PairScores | None = None
+
+    def sims(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """(Q, G) similarity of photos ``rows`` to photos ``columns``."""
+        if self.pair_scores is not None:
+            return np.asarray(self.pair_scores(rows, columns), dtype=np.float32)
+        return self.vectors[rows] @ self.vectors[columns].T
 
 
 @dataclass
@@ -197,14 +209,16 @@ def _score_similarity(
     """The fold's metrics row (with ``by_condition``) and each query's score (Q,); records
     the known queries' top-1 hits in ``acc`` for the paired comparison."""
     q_labels, g_labels = ev.labels[fold.queries], ev.labels[fold.gallery]
-    g = m.vectors[fold.gallery]
-    sims = m.vectors[fold.queries] @ g.T
+    sims = m.sims(fold.queries, fold.gallery)
     if newcomers is not None and len(newcomers):
-        impostors = (m.vectors[newcomers] @ g.T).max(1)
+        impostors = m.sims(newcomers, fold.gallery).max(1)
     else:  # as `reid calibrate` does without model information
         label_idx = np.unique(g_labels, return_inverse=True)[1]
         group_idx = np.unique(ev.groups[fold.gallery], return_inverse=True)[1]
-        impostors = loo_trials(g, label_idx, group_idx).impostor_scores
+        g = fold.gallery
+        impostors = loo_trials_of(
+            lambda r, c: m.sims(g[r], g[c]), label_idx, group_idx
+        ).impostor_scores
     threshold = threshold_for_fmr(impostors, target_fmr)
     row = openset_metrics(sims, g_labels, q_labels, threshold=threshold)
     # the top photo's individual is the rank-1 one (its score is the best)
