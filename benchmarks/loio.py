@@ -14,6 +14,7 @@ LOIO options (--mode, --folds, --test-fraction ...) are the fields of
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], help="config override key=value")
     ap.add_argument("--individuals", type=int, default=60, help="synthetic only")
     ap.add_argument("--images-per", type=int, default=12, help="synthetic only")
+    ap.add_argument(
+        "--rotate",
+        action="store_true",
+        help="synthetic only: photos turned by a random angle in +-180 degrees",
+    )
     ap.add_argument("--name", default=None, help="results file name (default loio_DATA_MODE)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/reid_bench/loio"))
     return ap.parse_args(argv)
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = from_arguments(args)
     samples, label_column = datasets.load(
         args.data, args.work, individuals=args.individuals, images_per=args.images_per,
-        seed=args.seed,
+        seed=args.seed, rotate=args.rotate,
     )  # fmt: skip
     cfg = load_config(
         args.config, [f"data.label_column={label_column}", f"train.seed={args.seed}", *args.set]
@@ -54,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     name = args.name or f"loio_{data}_{args.mode}"
     title = f"LOIO on {data}"
     plot = plot_roc(result, RESULTS_DIR / f"{name}_roc.png", f"{title} ({args.mode})")
+    if result.get("local"):  # keep the reliability plot beside the results
+        png = RESULTS_DIR / f"{name}_reliability.png"
+        shutil.copyfile(result["local"]["reliability_png"], png)
+        result["local"]["reliability_png"] = png.name
     md = markdown(result, title) + f"\n\n![ROC]({plot.name})"
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_results(name, {"result": result, "args": {k: str(v) for k, v in vars(args).items()}},

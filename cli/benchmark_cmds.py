@@ -40,6 +40,10 @@ def loio_cmd(
     classifier_baseline: Annotated[
         bool, _loio_opt("classifier_baseline")
     ] = _LOIO.classifier_baseline,
+    train: Annotated[bool, _loio_opt("train")] = _LOIO.train,
+    local: Annotated[str, _loio_opt("local")] = _LOIO.local,
+    shortlist: Annotated[int, _loio_opt("shortlist")] = _LOIO.shortlist,
+    upright: Annotated[bool, _loio_opt("upright")] = _LOIO.upright,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -55,13 +59,17 @@ def loio_cmd(
     settings = LoioSettings(
         mode=mode, folds=folds, test_fraction=test_fraction, enroll_fraction=enroll_fraction,
         train_photos=train_photos, target_fmr=target_fmr, softmax_threshold=softmax_threshold,
-        seed=seed, baselines=baselines, classifier_baseline=classifier_baseline,
+        seed=seed, baselines=baselines, classifier_baseline=classifier_baseline, train=train,
+        local=local, shortlist=shortlist, upright=upright,
     )  # fmt: skip
     cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     result = run_loio(read_dataset(data), cfg, settings, out / "runs", progress=not quiet,
                       log=typer.echo)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_roc(result, out / "loio_roc.png", f"LOIO on {data.name} ({mode})")
+    if result.get("local"):  # the fused score's reliability plot, named relative to --out
+        png = Path(result["local"]["reliability_png"])
+        result["local"]["reliability_png"] = str(png.relative_to(out))
     md = markdown(result, f"LOIO on {data}") + f"\n\n![ROC]({plot.name})\n"
     (out / "loio.json").write_text(json.dumps(result, indent=2))
     (out / "loio.md").write_text(md)

@@ -114,6 +114,7 @@ class _Run:
     log: Callable[[str], None]
     progress: bool
     timings: dict[str, float] = field(default_factory=dict)
+    local_report: dict[str, Any] | None = None
 
 
 def run_loio(
@@ -153,6 +154,7 @@ def run_loio(
         "folds": split.ks,
         "scenarios": {name: a.result() for name, a in acc.items() if a.per_fold},
         "train_seconds": run.timings,
+        "local": run.local_report,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
 
@@ -184,7 +186,10 @@ def _run_fast(split: _Split, run: _Run, acc: dict[str, Accumulator]) -> None:
     train_rows = [int(i) for i in rows if split.samples[i].individual in trained]
     paths = [s.path for s in split.samples]
     methods = _frozen(run.cfg, paths, train_rows, ev.labels) if settings.baselines else []
-    methods += _trained_methods([split.samples[i] for i in train_rows], paths, run.work, run)
+    if settings.train:
+        methods += _trained_methods([split.samples[i] for i in train_rows], paths, run.work, run)
+    if settings.local_scorers:
+        methods += _local(split, run, methods)
     options = {"target_fmr": settings.target_fmr, "softmax_threshold": settings.softmax_threshold}
     for k in split.ks:
         trained_fold, new_fold = ev.fold(k, split.trained_ids), ev.fold(k, left_out)
@@ -196,6 +201,36 @@ def _run_fast(split: _Split, run: _Run, acc: dict[str, Accumulator]) -> None:
                 score_fold(m, trained_fold, ev, acc[SCENARIOS[0]], newcomers=newcomers, **options)
             if m.criterion == "similarity" and len(left_out) > 2:
                 score_fold(m, new_fold, ev, acc[SCENARIOS[1]], **options)
+
+
+def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
+    """The local scorers and their fusion with the frozen backbone (see
+    :mod:`reid.evaluation.local_methods`); calibrated on a seeded sample of trained individuals
+    with as many photos as the never-trained ones have."""
+    from reid.evaluation.local_methods import local_methods, report_dict
+
+    frozen = next((m for m in methods if m.name == REFERENCE), None)
+    if frozen is None:
+        raise ReIDError("Local scorers shortlist by the frozen backbone: keep --baselines.")
+    ev, animals = split.ev, split.ev.animals
+    test_rows = np.flatnonzero(np.isin(animals, split.left_out))
+    trained = list(split.trained_ids)
+    random.Random(run.settings.seed).shuffle(trained)
+    cal_rows: list[int] = []
+    for individual in trained:
+        if len(cal_rows) >= len(test_rows):
+            break
+        cal_rows += np.flatnonzero(animals == individual).tolist()
+    run.log(f"  local scorers {run.settings.local_scorers}: {len(test_rows)} test photos, "
+            f"{len(cal_rows)} calibration photos, shortlist {run.settings.shortlist}")  # fmt: skip
+    local, report = local_methods(
+        split.samples, ev.labels, ev.groups, frozen.vectors, test_rows=test_rows,
+        calibration_rows=np.array(cal_rows), scorers=run.settings.local_scorers,
+        shortlist=run.settings.shortlist, upright=run.settings.upright, work=run.work,
+        progress=run.progress, log=run.log,
+    )  # fmt: skip
+    run.local_report = report_dict(report)
+    return local
 
 
 def _run_retrain(split: _Split, run: _Run, acc: dict[str, Accumulator]) -> None:

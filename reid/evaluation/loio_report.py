@@ -123,6 +123,26 @@ def _scenario_lines(scenario: str, sc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _local_lines(local: dict[str, Any]) -> list[str]:
+    """How the local scorers were run and how well their calibration held."""
+    ece = ", ".join(f"{k} {v:.3f}" for k, v in local["ece_held_out"].items())
+    cal = local["num_calibration_pairs"]
+    return [
+        "",
+        "### local scorers and fusion",
+        "",
+        f"Scorers {', '.join(local['scorers'])} on each photo's {local['shortlist']} most similar "
+        f"photos by the frozen backbone ({local['num_pairs']} pairs; elsewhere they score 0). "
+        "Each scorer's pair score, the frozen cosine included, is calibrated to P(same) "
+        f"(isotonic) on pairs of trained individuals' photos ({cal['same']} same, "
+        f"{cal['different']} different individual, other sightings); `fused` is the mean of "
+        "the calibrated scores, recalibrated (Platt) on the same pairs. Expected calibration "
+        f"error on held-out pairs of the never-trained individuals: {ece}. Seconds "
+        f"(extraction + matching): {json.dumps(local['seconds'])}. Reliability plot: "
+        f"{local['reliability_png']}.",
+    ]
+
+
 def markdown(result: dict[str, Any], title: str) -> str:
     """Per scenario: a summary table per method, a by-condition table when the photos have
     conditions, and the per-fold table of ``ours``."""
@@ -143,6 +163,8 @@ def markdown(result: dict[str, Any], title: str) -> str:
         )
     for scenario, sc in result["scenarios"].items():
         lines += _scenario_lines(scenario, sc)
+    if result.get("local"):
+        lines += _local_lines(result["local"])
     c = result.get("config", {})
     setup = (
         f"{c['model']['backbone']}, {c['data']['input_size']} px, up to {c['train']['epochs']} "

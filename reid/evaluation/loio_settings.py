@@ -57,6 +57,19 @@ class LoioSettings:
     baselines: bool = _opt(True, "Also score the frozen backbone and the classifier alone.")
     classifier_baseline: bool = _opt(True, "With baselines: also train the classifier alone "
                                      "(about half the time).")  # fmt: skip
+    train: bool = _opt(True, "fast mode: train ours; --no-train scores the frozen backbone "
+                       "(and local scorers) only.")  # fmt: skip
+    local: str = _opt("", "fast mode: local scorers to add, comma-separated (sift, xfeat), "
+                      "each alone and fused with the frozen backbone's global score.")  # fmt: skip
+    shortlist: int = _opt(50, "With --local: photos per query the global score shortlists "
+                          "for the local scorers.")  # fmt: skip
+    upright: bool = _opt(False, "With --local: the photos are upright (flanks, faces), so "
+                         "XFeat describes one copy, not four turned ones.")  # fmt: skip
+
+    @property
+    def local_scorers(self) -> list[str]:
+        """The names given to ``local``, in order."""
+        return [s.strip() for s in self.local.split(",") if s.strip()]
 
     def __post_init__(self) -> None:
         for f in fields(self):

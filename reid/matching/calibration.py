@@ -205,7 +205,7 @@ class PairCalibrator:
         *,
         scorer: str = "",
         transform: str = "auto",
-        min_bin: int = 20,
+        min_bin: int = 10,
         prior: float = 0.5,
     ) -> PairCalibrator:
         """Fit on scored pairs of known truth.

@@ -1,0 +1,122 @@
+"""Local scores for many photo pairs at once: extract every photo once, shortlist the pairs by
+the global embedding, match the shortlisted pairs.
+
+What a benchmark or a gallery calibration needs: ``extract_all`` (one :class:`LocalFeatures` per
+photo, None where the photo could not be read), ``shortlist_pairs`` (each photo's ``size`` most
+similar others by cosine: the pairs a re-ranker would ever see), ``score_pairs`` (the verified
+correspondence count of each pair) and ``pair_matrix`` (those counts as an (N, N) matrix, NaN
+where a pair was not scored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from reid.errors import ImageLoadError
+from reid.gallery import ImageRecord
+from reid.matching.local import LocalFeatures, LocalScorer, prepare_region
+
+
+def extract_all(
+    scorer: LocalScorer,
+    records: Sequence[ImageRecord],
+    *,
+    cache: Path | None = None,
+    progress: bool = True,
+    workers: int = 2,
+) -> list[LocalFeatures | None]:
+    """Local features of every photo's region (its box, or the whole photo); None for a photo
+    that cannot be read. With ``cache`` (a folder), features are kept there per photo and
+    scorer fingerprint and read back on the next call."""
+
+    def one(record: ImageRecord) -> LocalFeatures | None:
+        file = None
+        if cache is not None:
+            key = f"{scorer.fingerprint}|{Path(record.path).resolve()}|{record.box}"
+            file = cache / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
+            if file.is_file():
+                return LocalFeatures.from_bytes(file.read_bytes())
+        try:
+            features = scorer.extract(prepare_region(record.path, record.box, scorer.max_side))
+        except ImageLoadError:
+            return None
+        if file is not None:
+            tmp = file.with_suffix(".tmp")
+            tmp.write_bytes(features.to_bytes())
+            tmp.replace(file)
+        return features
+
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(
+            tqdm(
+                pool.map(one, records),
+                total=len(records),
+                disable=not progress,
+                desc=f"{scorer.name} features",
+            )  # fmt: skip
+        )
+
+
+def shortlist_pairs(vectors: np.ndarray, rows: Sequence[int], size: int) -> np.ndarray:
+    """(P, 2) int pairs (i < j) of ``rows``: each row with its ``size`` most similar other rows.
+
+    ``vectors``: (N, D) float32, L2-normalised global embeddings of all photos; only ``rows``
+    take part. A pair found from either side appears once.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) < 2 or size < 1:
+        return np.zeros((0, 2), np.int64)
+    sims = vectors[rows] @ vectors[rows].T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(int(size), len(rows) - 1)
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (R, k) positions into rows
+    a = np.repeat(rows, k)
+    b = rows[nearest.ravel()]
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
+    return np.unique(pairs, axis=0)
+
+
+def score_pairs(
+    scorer: LocalScorer,
+    features: Sequence[LocalFeatures | None],
+    pairs: np.ndarray,
+    *,
+    progress: bool = True,
+    workers: int = 2,
+) -> np.ndarray:
+    """(P,) float32 verified-correspondence score of each pair (i, j) of ``pairs`` (P, 2);
+    0 where either photo has no features."""
+
+    def one(pair: np.ndarray) -> float:
+        q, c = features[int(pair[0])], features[int(pair[1])]
+        if q is None or c is None or not len(q) or not len(c):
+            return 0.0
+        return scorer.match(q, c).score
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        scores = list(
+            tqdm(
+                pool.map(one, pairs),
+                total=len(pairs),
+                disable=not progress,
+                desc=f"{scorer.name} pairs",
+            )  # fmt: skip
+        )
+    return np.asarray(scores, dtype=np.float32)
+
+
+def pair_matrix(n: int, pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(n, n) float32, symmetric: ``scores`` at ``pairs`` and their mirror, NaN elsewhere."""
+    matrix = np.full((n, n), np.nan, dtype=np.float32)
+    if len(pairs):
+        matrix[pairs[:, 0], pairs[:, 1]] = scores
+        matrix[pairs[:, 1], pairs[:, 0]] = scores
+    return matrix
