@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from reid.cli.common import DeviceOpt, GalleryArg, ModelOpt, QuietOpt, UserOpt, app, user_errors
-
-if TYPE_CHECKING:
-    import numpy as np
 
 gallery_app = typer.Typer(help="Inspect and curate a gallery.", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
@@ -114,17 +111,28 @@ def export_cmd(
 def reembed_cmd(
     gallery: GalleryArg,
     model: ModelOpt,
+    local: Annotated[
+        str,
+        typer.Option(
+            "--local",
+            help="Re-extract every photo's local features with sift or xfeat; keep (default) "
+            "leaves them as they are.",
+        ),
+    ] = "keep",
     user: UserOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Recompute every vector (and local features, with a local scorer) from the stored photos."""
+    from reid.cli.gallery_cmds import local_option
     from reid.features.embedder import Embedder
 
+    chosen = None if local == "keep" else local_option(local, allow_none=False)
     embedder = Embedder.from_run(model, device)
-    # HOOK (issue 17): once reid.matching.local can build a scorer from an option (e.g.
-    # `--local sift`), pass it as local_scorer= so that local features are re-extracted too.
-    reembed_gallery(gallery, embedder, user=user, quiet=quiet, local_scorer=None)
+    reembed_gallery(
+        gallery, embedder, user=user, quiet=quiet,
+        local_scorer=chosen[0] if chosen else None, local_spec=chosen[1] if chosen else None,
+    )  # fmt: skip
 
 
 def reembed_gallery(
@@ -134,10 +142,12 @@ def reembed_gallery(
     user: str | None = None,
     quiet: bool = False,
     local_scorer: Any = None,
+    local_spec: dict[str, Any] | None = None,
 ) -> None:
     """Re-embed ``gallery`` with ``embedder`` and, when ``local_scorer`` is given (a
     ``reid.matching.local`` LocalScorer: ``extract(image) -> LocalFeatures``, ``fingerprint``,
-    ``max_side``), re-extract every photo's local features in the same transaction."""
+    ``max_side``), re-extract every photo's local features in the same transaction and record
+    ``local_spec`` (``{"name", "settings"}``) to rebuild the scorer."""
     from reid.errors import ReIDError
     from reid.gallery import Gallery
 
@@ -160,6 +170,7 @@ def reembed_gallery(
             user=user,
             local_fn=local_fn,
             local_fingerprint=local_fp,
+            local_scorer=local_spec,
         )
         stats = g.local_stats()
     typer.echo(
@@ -175,37 +186,23 @@ def reembed_gallery(
 
 def local_extractor(scorer: Any) -> Callable[[list[Path], list], list[bytes]]:
     """The ``local_fn(paths, boxes)`` callback of ``Gallery.reembed`` for a local scorer: each
-    stored photo is cut to its box, resized to ``scorer.max_side`` on its longer side and
-    extracted; the gallery stores ``LocalFeatures.to_bytes()`` as opaque bytes."""
+    stored photo is cut to its box and resized exactly as enroll and match prepare a region
+    (:func:`reid.matching.local.prepare_region`), then extracted; the gallery stores
+    ``LocalFeatures.to_bytes()`` as opaque bytes."""
     from reid.errors import ReIDError
-    from reid.io.images import load_image
+    from reid.matching.local import prepare_region
 
     def extract(paths: list[Path], boxes: list) -> list[bytes]:
         blobs = []
         for path, box in zip(paths, boxes, strict=True):
             try:
-                image = load_image(path)
+                region = prepare_region(path, box, scorer.max_side)
             except ReIDError as exc:
                 raise ReIDError(
                     f"Stored photo {exc}; nothing was changed. Restore the file or remove its "
                     "individual, then retry."
                 ) from exc
-            blobs.append(scorer.extract(_local_region(image, box, scorer.max_side)).to_bytes())
+            blobs.append(scorer.extract(region).to_bytes())
         return blobs
 
     return extract
-
-
-def _local_region(image: Any, box: tuple[int, ...] | None, max_side: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of the photo's ``box`` (None: whole photo), longer side ``max_side``.
-
-    NOTE: enrolled and query regions must be prepared alike; when reid.matching.local provides
-    its ``prepare_region``, call that here instead.
-    """
-    import numpy as np
-    from PIL import Image
-
-    region = image.crop(tuple(box)) if box is not None else image
-    scale = max_side / max(region.size)
-    size = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
-    return np.asarray(region.resize(size, Image.Resampling.BILINEAR).convert("RGB"))

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +21,7 @@ from reid.cli.common import (
     photos_or_fail,
     user_errors,
 )
+from reid.cli.match_output import FORMATS, calibration_line, fused_summary, scored_view
 
 
 @app.command()
@@ -48,6 +46,15 @@ def enroll(
     ] = "Flat",
     detector: DetectorOpt = None,
     best: BestOpt = False,
+    local: Annotated[
+        str,
+        typer.Option(
+            "--local",
+            help="Local features stored per photo for re-ranking (`reid match --scorer "
+            "fused`): sift (default: cheap, rotation invariant, needs no extra model), xfeat "
+            "or none.",
+        ),
+    ] = "sift",
     user: UserOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -73,6 +80,7 @@ def enroll(
             "Several sources need --individual ID (they all show that individual); "
             "for many individuals give one folder-per-individual tree or one manifest."
         )
+    local_scorer = local_option(local, allow_none=True)
     embedder = Embedder.from_run(model, device)
     heads = detector_or_none(detector, device, model)
     with open_gallery(gallery, embedder, create=True, index_factory=index) as g:
@@ -85,17 +93,37 @@ def enroll(
             progress=not quiet,
             detector=heads,
             best=best,
+            local=local_scorer,
         )
         info = g.info()
     typer.echo(outcome.summary())
+    stats = info["local_features"]
     typer.echo(
         f"{gallery}: {info['num_individuals']} individuals, {info['num_images']} photos"
+        + (
+            f" ({stats['num_with_features']} with {stats['fingerprint']} local features)"
+            if stats and stats["fingerprint"]
+            else ""
+        )
         + (
             ""
             if info["calibrated"]
             else f"; uncalibrated: run `reid calibrate {gallery}` before trusting NEW decisions"
         )
     )
+
+
+def local_option(name: str, *, allow_none: bool) -> tuple[Any, dict] | None:
+    """(scorer, spec) for ``--local NAME`` (``none``: None, where allowed); one sentence for
+    an unknown name."""
+    from reid.errors import ReIDError
+    from reid.matching.fused import scorer_spec
+    from reid.matching.local import SCORERS
+
+    valid = sorted(SCORERS) + (["none"] if allow_none else [])
+    if name not in valid:
+        raise ReIDError(f"--local {name!r} is not one of {', '.join(valid)}.")
+    return None if name == "none" else scorer_spec(name)
 
 
 @app.command()
@@ -122,6 +150,19 @@ def match(
             "native / hybrid, beside its match."
         ),
     ] = None,
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            "--scorer",
+            help="global (the embedding's cosine), fused (cosine + local features, calibrated "
+            "P(same)), or sift / xfeat alone. Default: fused when the gallery holds a fused "
+            "calibration (`reid calibrate`), else global.",
+        ),
+    ] = None,
+    shortlist: Annotated[
+        int | None,
+        typer.Option(min=1, help="Gallery photos re-ranked per query (default: calibrated, 50)."),
+    ] = None,
     user: UserOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -129,9 +170,16 @@ def match(
     """Say which known individual each photo shows, or NEW.
 
     With --detector each head found is identified on its own (photo.jpg#1, #2 ...; only the
-    most confident with --best); a photo with no head gets the row "no head found"."""
+    most confident with --best); a photo with no head gets the row "no head found". With a
+    local scorer the nearest gallery photos are re-ranked by their verified local matches."""
     from reid.features.embedder import Embedder
-    from reid.pipeline import MatchOptions, match_photos, open_gallery, write_match_sheets
+    from reid.pipeline import (
+        MatchOptions,
+        match_photos,
+        open_gallery,
+        resolve_scorer,
+        write_match_sheets,
+    )
 
     paths = photos_or_fail(photos, "match", format)
     embedder = Embedder.from_run(model, device)
@@ -143,12 +191,16 @@ def match(
         detector=detector_or_none(detector, device, model),
         best=best,
         screener=_screener(screen, device),
+        scorer=scorer,
+        shortlist=shortlist,
     )
     with open_gallery(gallery, embedder, create=False) as g:
+        options, choice = resolve_scorer(g, options)
         rows = match_photos(g, paths, embedder, options)
+        view = scored_view(g.info(), choice)
         # The answer first: a sheet that cannot be written must not hide it (or the ids that
         # --enroll-new has already committed).
-        typer.echo({"table": _table, "csv": _csv, "json": _json}[format](rows, g.info()))
+        typer.echo(FORMATS[format](rows, view))
         if sheet is not None:
             write_match_sheets(rows, sheet, g)
             typer.echo(f"match sheets: {sheet}", err=format != "table")
@@ -164,153 +216,6 @@ def _screener(screen: Path | None, device: str):
     screener = Embedder.from_run(screen, device)
     check_screen(screener, screen)
     return screener
-
-
-def _calibration_line(info: dict[str, Any]) -> str:
-    if not info["calibrated"]:
-        return (
-            "UNCALIBRATED gallery: decisions are the nearest individual and NEW is never said; "
-            f"run `reid calibrate {info['directory']}`."
-        )
-    c = info["calibration"]
-    line = (
-        f"threshold {c['threshold']:.3f}: target false-match rate {c['target_fmr']:.1%}, "
-        f"measured {c['fmr']:.1%} on {c['num_unknown_trials']} unknown trials; known photos "
-        f"identified above threshold {c['tpr']:.1%} (calibrated {c['at']})"
-    )
-    pool = c.get("unknown_pool", "unspecified")
-    if pool == "never-trained":
-        return (
-            f"{line}; the never-seen role was played by {c['num_unknown_individuals']} "
-            "individuals the model never trained on"
-        )
-    why = (
-        "individuals the model was trained on played the never-seen role"
-        if pool == "trained"
-        else "calibrated without --model, so trained individuals may have played newcomers"
-    )
-    return (
-        f"{line}; OPTIMISTIC: {why}, and real newcomers score higher "
-        "(docs/gallery.md: open-set calibration)"
-    )
-
-
-def _row_dict(row, info: dict[str, Any]) -> dict[str, Any]:
-    from reid.detect.detector import NO_HEAD
-
-    m = row.match
-    return {
-        "photo": str(row.path),
-        "head": row.head or None,
-        "heads": row.heads if row.head else None,
-        "box": list(row.box) if row.box is not None else None,
-        "head_confidence": round(row.confidence, 4) if row.confidence is not None else None,
-        "screen": max(row.screen, key=row.screen.__getitem__) if row.screen else None,
-        "screen_probabilities": (
-            {k: round(v, 4) for k, v in row.screen.items()} if row.screen else None
-        ),
-        "decision": m.decision if m else ("NO HEAD" if row.error == NO_HEAD else "ERROR"),
-        "score": round(m.score, 4) if m else None,
-        "threshold": m.threshold if m else None,
-        "calibrated": info["calibrated"],
-        "enrolled_as": row.enrolled_as or None,
-        "error": row.error or None,
-        "candidates": [
-            {
-                "individual": c.individual,
-                "score": round(c.score, 4),
-                "gallery_photo": str(c.image_path),
-            }
-            for c in (m.candidates if m else [])
-        ],
-    }
-
-
-def _table(rows, info: dict[str, Any]) -> str:
-    lines = [_calibration_line(info), ""]
-    header = f"{'photo':<32} {'decision':<16} {'score':>6} {'thresh':>6}  candidates"
-    lines += [header, "-" * len(header)]
-    for row in rows:
-        d = _row_dict(row, info)
-        if row.match is None:
-            lines.append(f"{row.label:<32} {d['decision']:<16} {'':>6} {'':>6}  {d['error']}")
-            continue
-        thresh = f"{d['threshold']:.3f}" if d["threshold"] is not None else "uncal."
-        decision = d["decision"] + (f" -> {d['enrolled_as']}" if d["enrolled_as"] else "")
-        cands = "  ".join(f"{c['individual']}:{c['score']:.3f}" for c in d["candidates"])
-        if d["screen"]:
-            cands = f"[{d['screen']} {d['screen_probabilities'][d['screen']]:.2f}]  {cands}"
-        lines.append(f"{row.label:<32} {decision:<16} {d['score']:>6.3f} {thresh:>6}  {cands}")
-        if d["error"]:  # e.g. an --enroll-new that was refused
-            lines.append(f"{'':<32} {'':<16} {'':>6} {'':>6}  {d['error']}")
-    return "\n".join(lines)
-
-
-def _csv(rows, info: dict[str, Any]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(
-        [
-            "photo",
-            "head",
-            "box",
-            "decision",
-            "score",
-            "threshold",
-            "calibrated",
-            "target_fmr",
-            "measured_fmr",
-            "calibration",
-            "enrolled_as",
-            "error",
-            "candidates",
-            "screen",
-            "screen_probability",
-        ]
-    )
-    cal = info["calibration"] if info["calibrated"] else {}
-    for row in rows:
-        d = _row_dict(row, info)
-        writer.writerow(
-            [
-                d["photo"],
-                d["head"] or "",
-                ",".join(map(str, d["box"])) if d["box"] else "",
-                d["decision"],
-                d["score"],
-                d["threshold"],
-                d["calibrated"],
-                cal.get("target_fmr", ""),
-                cal.get("fmr", ""),
-                _pool_word(info),
-                d["enrolled_as"] or "",
-                d["error"] or "",
-                ";".join(f"{c['individual']}:{c['score']}" for c in d["candidates"]),
-                d["screen"] or "",
-                d["screen_probabilities"][d["screen"]] if d["screen"] else "",
-            ]
-        )
-    return buf.getvalue().rstrip("\n")
-
-
-def _pool_word(info: dict[str, Any]) -> str:
-    """uncalibrated | honest (never-trained newcomers) | optimistic."""
-    if not info["calibrated"]:
-        return "uncalibrated"
-    return "honest" if info["calibration"].get("unknown_pool") == "never-trained" else "optimistic"
-
-
-def _json(rows, info: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "gallery": info["directory"],
-            "calibrated": info["calibrated"],
-            "calibration": info["calibration"],
-            "note": _calibration_line(info),
-            "matches": [_row_dict(r, info) for r in rows],
-        },
-        indent=2,
-    )
 
 
 @app.command()
@@ -334,22 +239,61 @@ def calibrate(
             "never-seen role, which only never-trained individuals can play honestly.",
         ),
     ] = None,
+    shortlist: Annotated[
+        int,
+        typer.Option(
+            min=1, help="With local features: gallery photos re-ranked per query (kept for match)."
+        ),
+    ] = 50,
     user: UserOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Measure the NEW-individual threshold on the gallery (leave-one-individual-out)."""
+    """Measure the NEW-individual threshold on the gallery (leave-one-individual-out).
+
+    When the gallery holds local features, also calibrate fused matching: each photo's nearest
+    gallery photos are scored by the local scorer, every score is calibrated to P(same) and
+    fused, and the threshold is measured on the fused probability."""
     from reid.features.checkpoint import read_classes
     from reid.gallery import Gallery
+    from reid.matching.fused_calibrate import NotEnoughPairs, calibrate_fused
 
     trained = None
     with Gallery.open(gallery) as g:
         if model is not None:
             trained, fingerprint = read_classes(model)
             g.check_model(fingerprint)  # another model's classes would mislabel every individual
+        fused, why = None, ""
+        if g.local_fingerprint is not None:
+            try:
+                fused = calibrate_fused(g, target_fmr=target_fmr, trained_individuals=trained,
+                                        shortlist=shortlist, progress=not quiet)  # fmt: skip
+            except NotEnoughPairs as exc:
+                why = str(exc)
         g.calibrate(
             target_fmr=target_fmr,
             score_mode=score,
             score_k=k,
             user=user,
             trained_individuals=trained,
+            fused=fused.to_dict() if fused is not None else ({} if why else None),
+            expect_generation=fused.generation if fused is not None else None,
         )
-        typer.echo(_calibration_line(g.info()))
+        info = g.info()
+    typer.echo(_calibrate_report(info, fused, why))
+
+
+def _calibrate_report(info: dict[str, Any], fused: Any, why: str) -> str:
+    """The cosine calibration line, then the fused one with rank-1 of both (or why fusion was
+    not calibrated)."""
+    lines = [calibration_line(info)]
+    if fused is not None:
+        lines.append(calibration_line({**info, "calibration": fused_summary(fused, "fused")}))
+        cosine, fit = info["calibration"], fused.fits["fused"]
+        lines.append(
+            f"rank-1 on the gallery: fused {fit.rank1:.1%}, cosine {cosine['rank1']:.1%}; fused "
+            f"calibration fitted on {fused.num_pairs['same']} same-individual and "
+            f"{fused.num_pairs['different']} different-individual pairs ({fused.pair_pool})"
+        )
+    elif why:
+        lines.append(why)
+    return "\n".join(lines)

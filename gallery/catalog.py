@@ -234,4 +234,14 @@ def describe(
         "target_fmr": float(settings["target_fmr"]) if "target_fmr" in settings else None,
         "calibration": calibration if calibration is not None else "uncalibrated",
         "local_features": local_features,
+        "local_scorer": json.loads(settings.get("local_scorer") or "null"),
+        "fused_calibration": _fused_summary(settings.get("fused_calibration")),
     }
+
+
+def _fused_summary(value: str | None) -> dict[str, Any] | None:
+    """A stored fused calibration without its calibrators' breakpoints (what people read)."""
+    if value is None:
+        return None
+    data = json.loads(value)
+    return {k: v for k, v in data.items() if k not in ("fusion", "summary")}

@@ -187,6 +187,7 @@ class Gallery(local.LocalFeatureMethods):
         user: str | None = None,
         local_features: Sequence[bytes | None] | None = None,
         local_fingerprint: str | None = None,
+        local_scorer: dict[str, Any] | None = None,
     ) -> EnrollReport:
         """Add photos of known individuals.
 
@@ -194,7 +195,9 @@ class Gallery(local.LocalFeatureMethods):
             records: one per photo; the photo file is copied into the gallery.
             embeddings: (N, D) float32, one row per record (normalised here again, defensively).
             local_features: optional opaque blob (or None) per record, stored in the same
-                transaction under ``local_fingerprint`` (see :mod:`reid.gallery.local`).
+                transaction under ``local_fingerprint`` (see :mod:`reid.gallery.local`);
+                ``local_scorer`` (JSON-able ``{"name", "settings"}``) says how to rebuild the
+                extractor, recorded with the first stored blobs.
         Returns:
             the report: new image ids, duplicates (already enrolled, skipped), failures.
         """
@@ -210,7 +213,7 @@ class Gallery(local.LocalFeatureMethods):
             done = edits.insert_images(
                 self._store, txn, records, names, vectors, usable, model_fingerprint
             )
-            local.insert(txn, self.directory, done, blobs, local_fingerprint)
+            local.insert(txn, self.directory, done, blobs, local_fingerprint, local_scorer)
             added = np.array(done.vectors, dtype=np.float32).reshape(-1, matrix.shape[1])
             ids = np.array(done.image_ids, dtype=np.int64)
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation, (ids, added)))
@@ -309,6 +312,8 @@ class Gallery(local.LocalFeatureMethods):
         seed: int = 0,
         user: str | None = None,
         trained_individuals: Collection[str] | None = None,
+        fused: dict[str, Any] | None = None,
+        expect_generation: int | None = None,
     ) -> Calibration:
         """Measure the open-set threshold on the gallery itself (leave-one-individual-out).
 
@@ -318,6 +323,9 @@ class Gallery(local.LocalFeatureMethods):
         ``trained_individuals``: the ids the embedding model was trained on; when the gallery
         holds at least two others, only those play the never-seen animal (see
         :func:`reid.gallery.threshold.unknown_pool`), else the result is marked optimistic.
+        ``fused``: a re-ranker's calibration (plain JSON data, ``reid.matching.fused``) stored in
+        the same transaction, ``{}`` to drop a stored one, None to keep it; it was measured on
+        the snapshot of ``expect_generation``, so a gallery changed since is refused.
         """
         from reid.gallery.threshold import run_calibration  # keeps this module short
 
@@ -327,11 +335,13 @@ class Gallery(local.LocalFeatureMethods):
             mode = score_mode or str(get_setting(txn.conn, "score_mode", "max"))
             k = int(score_k if score_k is not None else get_setting(txn.conn, "score_k", "3"))
             check_scoring(mode, k)
+            local.check_generation(txn, self.directory, expect_generation)
             result = run_calibration(
                 txn, self.directory, target_fmr=float(target_fmr), score_mode=mode,
                 score_k=k, max_queries=max_queries, seed=seed,
                 trained_individuals=trained_individuals,
             )  # fmt: skip
+            local.store_fused(txn, fused)
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation))
         return result
 
@@ -365,6 +375,7 @@ class Gallery(local.LocalFeatureMethods):
         batch_size: int = 64,
         local_fn: local.LocalFn | None = None,
         local_fingerprint: str | None = None,
+        local_scorer: dict[str, Any] | None = None,
     ) -> int:
         """Recompute every vector from the stored photo copies with another model.
 
@@ -373,14 +384,17 @@ class Gallery(local.LocalFeatureMethods):
         Vectors, fingerprint and dimension are replaced in one transaction and the calibration,
         which belonged to the old model, is cleared. Returns the number of photos re-embedded.
         ``local_fn(paths, boxes)``, if given, likewise replaces every photo's local features
-        (:func:`reid.gallery.local.reextract`); without it they are kept as they are.
+        (:func:`reid.gallery.local.reextract`, ``local_scorer``: as for :meth:`enroll`); without
+        it they are kept as they are. A fused calibration is cleared with the cosine one.
         """
         if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
             raise GalleryError("reembed needs the new model's non-empty fingerprint.")
         local.require_fingerprint(local_fn, local_fingerprint)
         with self._mutex, self._store.write("reembed", user) as txn:
             count = edits.reembed(txn, self.directory, embed_fn, model_fingerprint, batch_size)
-            local.reextract(txn, self.directory, local_fn, local_fingerprint, batch_size)
+            local.reextract(
+                txn, self.directory, local_fn, local_fingerprint, batch_size, local_scorer
+            )
             txn.after_commit.append(lambda: self._keeper.after_write(txn.generation, rebuild=True))
         return count
 

@@ -280,6 +280,6 @@ def reembed(
     )  # fmt: skip
     set_setting(txn.conn, "model_fingerprint", fingerprint)
     set_setting(txn.conn, "embedding_dim", dim)
-    for key in ("threshold", "target_fmr", "calibration"):
+    for key in ("threshold", "target_fmr", "calibration", "fused_calibration"):
         set_setting(txn.conn, key, None)
     return len(ids)

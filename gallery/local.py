@@ -13,17 +13,25 @@ photos. Every stored blob comes from one extractor, whose fingerprint is the
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from reid.gallery import catalog
 from reid.gallery.edits import Inserted, stored_photos
 from reid.gallery.errors import GalleryError
+from reid.gallery.records import Candidate
+from reid.gallery.search import nearest_photos, prepare_queries, to_candidates
 from reid.gallery.store import Store, WriteTxn, get_setting, set_setting
 
 SETTING = "local_fingerprint"
+FUSED_SETTING = "fused_calibration"  # a re-ranker's calibration, JSON (reid.matching.fused)
+SPEC_SETTING = "local_scorer"  # JSON {"name": ..., "settings": {...}}: how to rebuild the scorer
 _MAX_SQL_PARAMS = 900  # stay below SQLite's host-parameter limit on old builds
 
 Blob = bytes | bytearray | memoryview
@@ -103,18 +111,24 @@ def insert(
     done: Inserted,
     blobs: Sequence[bytes | None] | None,
     fingerprint: str | None,
+    spec: Mapping[str, Any] | None = None,
 ) -> int:
     """Store the blobs of newly enrolled photos in the enroll's own transaction.
 
     Checks the fingerprint again under the lock (another process may have re-extracted in
     between). Photo ``done.image_ids[j]`` came from record ``done.positions[j]``; duplicates and
     failures got no id, so their blobs are dropped. The first stored blob fixes the gallery's
-    extractor fingerprint. Returns the number of blobs stored.
+    extractor fingerprint, and ``spec`` (how to rebuild the extractor: ``{"name", "settings"}``,
+    plain JSON) with it. Returns the number of blobs stored.
     """
     if blobs is None or fingerprint is None:
         return 0
     check(txn.conn, directory, fingerprint)
-    return _insert_rows(txn, done.image_ids, done.positions, blobs, fingerprint)
+    first = get_setting(txn.conn, SETTING) is None
+    stored = _insert_rows(txn, done.image_ids, done.positions, blobs, fingerprint)
+    if stored and first and spec is not None:
+        set_setting(txn.conn, SPEC_SETTING, json.dumps(dict(spec), sort_keys=True))
+    return stored
 
 
 def _insert_rows(
@@ -207,10 +221,12 @@ def reextract(
     local_fn: LocalFn | None,
     fingerprint: str | None,
     batch_size: int,
+    spec: Mapping[str, Any] | None = None,
 ) -> int:
     """Replace every photo's local features by ``local_fn``'s, inside a reembed's transaction
-    (see ``Gallery.reembed``); the extractor fingerprint becomes ``fingerprint``. Returns the
-    number of photos that got local features (0, changing nothing, when ``local_fn`` is None)."""
+    (see ``Gallery.reembed``); the extractor fingerprint becomes ``fingerprint`` and its
+    rebuild ``spec`` (see :func:`insert`) replaces the old one. Returns the number of photos
+    that got local features (0, changing nothing, when ``local_fn`` is None)."""
     if local_fn is None:
         return 0
     require_fingerprint(local_fn, fingerprint)
@@ -223,20 +239,105 @@ def reextract(
     txn.conn.execute("DELETE FROM local_features")
     stored = _insert_rows(txn, ids, range(len(ids)), blobs, fingerprint)
     set_setting(txn.conn, SETTING, fingerprint)
+    set_setting(txn.conn, SPEC_SETTING, None if spec is None else json.dumps(dict(spec)))
     return stored
 
 
+def check_generation(txn: WriteTxn, directory: Path, expected: int | None) -> None:
+    """GalleryError unless the gallery is still at generation ``expected`` (None: no check):
+    a re-ranker's calibration measured on a snapshot must not be stored over newer data."""
+    if expected is not None and txn.generation - 1 != expected:
+        raise GalleryError(
+            f"Gallery {directory} changed while its fused calibration was measured "
+            f"(generation {expected} -> {txn.generation - 1}); run `reid calibrate` again."
+        )
+
+
+def store_fused(txn: WriteTxn, fused: dict[str, Any] | None) -> None:
+    """Store a re-ranker's calibration (``{}``: drop the stored one; None: keep it) in a
+    calibrate transaction, stamped with its generation."""
+    if fused is None:
+        return
+    value = json.dumps({**fused, "generation": txn.generation}) if fused else None
+    set_setting(txn.conn, FUSED_SETTING, value)
+    txn.details["fused"] = fused.get("summary") if fused else None
+
+
+@dataclass(frozen=True)
+class PairInputs:
+    """A snapshot of the gallery for scoring photo pairs (a re-ranker's calibration).
+
+    ``image_ids`` (N,) int64 ascending; ``vectors`` (N, D) float32 L2-normalised; ``labels``
+    (N,) int individual index into ``names``; ``groups`` (N,) int sighting group (see
+    ``catalog.load_calibration_inputs``); ``generation`` the snapshot's generation.
+    """
+
+    generation: int
+    image_ids: np.ndarray
+    vectors: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    names: list[str]
+
+
 class LocalFeatureMethods:
-    """The local-feature part of :class:`reid.gallery.core.Gallery`, mixed into it (it keeps
-    ``core.py`` short); it relies on the gallery's ``_store`` and ``_mutex``."""
+    """The local-feature and re-ranking part of :class:`reid.gallery.core.Gallery`, mixed into
+    it (it keeps ``core.py`` short); it relies on the gallery's ``_store``, ``_mutex``,
+    ``_keeper``, ``directory`` and ``check_model``."""
 
     _store: Store
     _mutex: Any  # the gallery's threading.RLock
+    _keeper: Any  # the gallery's IndexKeeper
+    directory: Path
+    check_model: Callable[..., None]
 
     @property
     def local_fingerprint(self) -> str | None:
         """Fingerprint of the extractor whose local features the gallery holds (None: none)."""
         return get_setting(self._store.conn, SETTING)
+
+    @property
+    def local_scorer_spec(self) -> dict[str, Any] | None:
+        """How the stored local features were extracted: ``{"name": "sift", "settings": {...}}``
+        as given at enroll (None when not recorded)."""
+        value = get_setting(self._store.conn, SPEC_SETTING)
+        return None if value is None else dict(json.loads(value))
+
+    @property
+    def fused_calibration(self) -> dict[str, Any] | None:
+        """The stored calibration of the fused re-ranker (plain JSON data written by
+        ``reid calibrate``, read by ``reid.matching.fused``), or None."""
+        value = get_setting(self._store.conn, FUSED_SETTING)
+        return None if value is None else dict(json.loads(value))
+
+    def search_photos(
+        self, embeddings: np.ndarray, *, model_fingerprint: str, k: int = 50
+    ) -> list[list[Candidate]]:
+        """The ``k`` nearest gallery *photos* of each query vector (a re-ranker's shortlist).
+
+        Args:
+            embeddings: (Q, D) or (D,) float32 query embeddings (normalised here).
+        Returns:
+            per query, up to ``k`` :class:`Candidate` (one per photo, so an individual may
+            appear several times), best cosine first.
+        """
+        queries = prepare_queries(embeddings, k, "search_photos")
+        with self._mutex:
+            with self._store.read() as conn:
+                self.check_model(model_fingerprint, queries.shape[1])
+                ranked = nearest_photos(self._keeper.view(conn), queries, int(k))
+                paths = catalog.stored_paths(conn, [c[2] for r in ranked for c in r])
+            self._keeper.save_if_pending()
+        return to_candidates(ranked, lambda image_id: self.directory / paths[image_id])
+
+    def pair_inputs(self) -> PairInputs:
+        """Everything a pair calibration reads, from one snapshot (see :class:`PairInputs`)."""
+        with self._mutex, self._store.read() as conn:
+            dim = int(get_setting(conn, "embedding_dim", "0"))
+            ids, _, _ = catalog.load_labels(conn)
+            vectors, labels, groups, names = catalog.load_calibration_inputs(conn, dim)
+            generation = int(get_setting(conn, "generation", "0"))
+        return PairInputs(generation, ids, vectors, labels, groups, names)
 
     def _prepare_local(
         self, num_records: int, blobs: Sequence[Blob | None] | None, fingerprint: str | None

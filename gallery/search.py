@@ -104,6 +104,19 @@ def rank_queries(
     return [r or [] for r in results]
 
 
+def nearest_photos(view: SearchView, queries: np.ndarray, k: int) -> list[Ranked]:
+    """The ``k`` nearest photos of each query (Q, D) float32 unit rows: per query a list of
+    (individual, cosine, image id), best first (fewer when the gallery holds fewer)."""
+    if view.index.ntotal == 0 or len(queries) == 0:
+        return [[] for _ in range(len(queries))]
+    sims, rows = view.index.search(queries, k)
+    return [
+        [(view.names[view.labels[r]], float(s), int(view.index.image_ids[r]))
+         for s, r in zip(sim_row, row_row, strict=True) if r >= 0]
+        for sim_row, row_row in zip(sims, rows, strict=True)
+    ]  # fmt: skip
+
+
 def _final(ranked: Ranked, target: int, sims: np.ndarray) -> bool:
     """True when no individual outside the retrieved photos can enter the top ``target``."""
     return len(ranked) >= target and (target == 0 or ranked[target - 1][1] >= sims[-1])

@@ -31,11 +31,13 @@ from reid.gallery import (
     validate_individual_id,
 )
 from reid.io.datasets import is_photo
-from reid.matching.rerank import Probe, Reranker, rerank_and_decide
+from reid.matching.rerank import Evidence, Probe, Reranker, probe_key, rerank_and_decide
 from reid.matching.sheets import write_match_sheets
 
 if TYPE_CHECKING:
     from reid.detect.detector import HeadDetector
+    from reid.matching.fused import ScorerChoice
+    from reid.matching.local import LocalScorer
 
 
 @dataclass
@@ -66,6 +68,7 @@ class MatchRow:
     heads: int = 0  # heads found in the photo
     confidence: float | None = None  # the detector's confidence in this head
     screen: dict[str, float] | None = None  # category probabilities from a screen run
+    evidence: dict[int, Evidence] | None = None  # local re-ranking: image id -> why it scored
 
     @property
     def label(self) -> str:
@@ -117,12 +120,18 @@ def enroll_samples(
     progress: bool = True,
     detector: HeadDetector | None = None,
     best: bool = False,
+    local: tuple[LocalScorer, dict] | None = None,
 ) -> EnrollOutcome:
     """Embed and enroll labelled photos; unreadable photos and photos with an invalid individual
     id are reported by name, the rest goes on. Ids are checked before any embedding is done.
 
     With a ``detector`` each photo is cropped to its head (the box is stored with the record);
-    a photo with no head, or with several unless ``best``, is reported and never enrolled."""
+    a photo with no head, or with several unless ``best``, is reported and never enrolled.
+    ``local``: (scorer, spec) from :func:`reid.matching.fused.scorer_spec`: each embedded
+    photo's local features are extracted from the same region and stored with it (None for a
+    photo they cannot be extracted from, which still enrolls)."""
+    if local is not None:  # another extractor's features: refused before any work is done
+        gallery.check_local(local[0].fingerprint)
     valid, bad_ids = [], []
     for s in samples:
         try:
@@ -143,11 +152,20 @@ def enroll_samples(
     records = [samples[i] for i in result.indices]
     if observer:  # the command's --observer fills in photos whose manifest names nobody
         records = [r if r.observer else replace(r, observer=observer) for r in records]
+    blobs = None
+    if local is not None and records:
+        from reid.matching.pairs import extract_all
+
+        found = extract_all(local[0], records, progress=progress)
+        blobs = [None if f is None else f.to_bytes() for f in found]
     report = gallery.enroll(
         records,
         result.embeddings,
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),
+        local_features=blobs,
+        local_fingerprint=local[0].fingerprint if local is not None else None,
+        local_scorer=local[1] if local is not None else None,
     )
     return EnrollOutcome(report, result.failures, bad_ids, no_head)
 
@@ -165,6 +183,10 @@ class MatchOptions:
     screener: Embedder | None = None  # a category run (e.g. native / hybrid): fills row.screen
     reranker: Reranker | None = None  # rescores the shortlist before deciding (None: cosine)
     threshold: float | None = None  # None: the gallery's calibrated threshold
+    # global | sift | xfeat | fused; None: fused when the gallery holds a fused calibration,
+    # else global (see reid.matching.fused.choose_scorer); ignored when reranker is given
+    scorer: str | None = None
+    shortlist: int | None = None  # gallery photos a local re-ranker sees (None: calibrated)
 
 
 def match_photos(
@@ -186,7 +208,7 @@ def match_photos(
     probabilities (``row.screen``)."""
     from reid.detect.heads import head_queries
 
-    opts = options or MatchOptions()
+    opts, _ = resolve_scorer(gallery, options or MatchOptions())
     if opts.enroll_new and opts.threshold is None and gallery.threshold is None:
         raise ReIDError(
             f"Enrolling NEW photos needs a calibrated threshold: run `reid calibrate "
@@ -217,12 +239,27 @@ def match_photos(
             match = identify_probes(gallery, [probe], embedder.fingerprint, opts)[0]
             if match.is_new:
                 row.enrolled_as, row.error = _enroll_new(
-                    gallery, row.path, probe.vector, embedder, opts.user, row.box
+                    gallery, probe, embedder, opts.user, opts.reranker
                 )
         row.match = match
+        row.evidence = getattr(opts.reranker, "evidence", {}).get(probe_key(probe))
     if opts.screener is not None:
         _screen_rows([r for r in rows if r.match is not None], opts.screener, opts.progress)
     return rows
+
+
+def resolve_scorer(gallery: Gallery, options: MatchOptions) -> tuple[MatchOptions, ScorerChoice]:
+    """``options`` with the re-ranker and threshold of ``options.scorer`` filled in (unchanged
+    when a re-ranker is given), and the choice made (its ``note`` says why, for people)."""
+    from reid.matching.fused import ScorerChoice, choose_scorer
+
+    if options.reranker is not None:
+        return options, ScorerChoice(options.reranker.name, options.reranker, options.threshold)
+    choice = choose_scorer(
+        gallery, options.scorer, top_k=options.top_k, shortlist=options.shortlist
+    )
+    threshold = options.threshold if options.threshold is not None else choice.threshold
+    return replace(options, reranker=choice.reranker, threshold=threshold), choice
 
 
 def identify_probes(
@@ -258,22 +295,26 @@ def _screen_rows(rows: Sequence[MatchRow], screener: Embedder, progress: bool) -
 
 def _enroll_new(
     gallery: Gallery,
-    photo: Path,
-    vector: np.ndarray,
+    probe: Probe,
     embedder: Embedder,
     user: str | None,
-    box: tuple[int, int, int, int] | None = None,
+    reranker: Reranker | None = None,
 ) -> tuple[str, str]:
     """Enroll one NEW photo under a fresh id; returns (id, "") or ("", why it was not enrolled).
 
     The id carries the time and a random suffix, so two field laptops enrolling newcomers at the
-    same moment never give two animals one id."""
+    same moment never give two animals one id. A local re-ranker's query features are stored
+    with it, so that the newcomer can be re-ranked too."""
     new_id = f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    features = reranker.query_features(probe) if hasattr(reranker, "query_features") else None
+    local_fp = getattr(getattr(reranker, "scorer", None), "fingerprint", None)
     report = gallery.enroll(
-        [ImageRecord(path=photo, individual=new_id, box=box)],
-        vector[None],
+        [ImageRecord(path=probe.path, individual=new_id, box=probe.box)],
+        probe.vector[None],
         model_fingerprint=embedder.fingerprint,
         user=user or getpass.getuser(),
+        local_features=[features.to_bytes()] if features is not None and local_fp else None,
+        local_fingerprint=local_fp if features is not None else None,
     )
     if report.added:
         return new_id, ""
@@ -294,5 +335,6 @@ __all__ = [
     "identify_probes",
     "match_photos",
     "open_gallery",
+    "resolve_scorer",
     "write_match_sheets",
 ]

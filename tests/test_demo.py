@@ -31,7 +31,7 @@ def test_demo_prints_the_open_set_figures_and_writes_match_sheets(tmp_path):
     assert int(known[1]) == 8 and int(new[1]) == 4
     assert 0 <= float(known[2]) <= 100 and 0 <= float(new[2]) <= 100
     assert re.search(r"NEW threshold -?[\d.]+ at target false-match rate 5%", text)
-    assert "(never-trained)" in text  # the reference individuals played the newcomers
+    assert "individuals the model never trained on played the newcomers" in text
     sheets = sorted((out / "match_sheets").glob("*.png"))
     assert len(sheets) == 3 and f"match sheets: {out / 'match_sheets'} (3 of the 12 photos" in text
     assert (out / "gallery" / "gallery.sqlite").is_file() and (out / "run" / "model.pt").is_file()

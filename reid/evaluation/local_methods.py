@@ -27,12 +27,8 @@ import numpy as np
 
 from reid.evaluation.openset_scoring import Method
 from reid.gallery import ImageRecord
-from reid.matching.calibration import (
-    PairCalibrator,
-    expected_calibration_error,
-    reliability_plot,
-)
-from reid.matching.fusion import fuse
+from reid.matching.calibration import expected_calibration_error, reliability_plot
+from reid.matching.fused import FusionCalibration
 from reid.matching.local import make_scorer
 from reid.matching.pairs import extract_all, pair_matrix, score_pairs, shortlist_pairs
 
@@ -103,17 +99,12 @@ def local_methods(
     same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
     other_sighting = groups[pairs[:, 0]] != groups[pairs[:, 1]]
     fit_on = is_cal & other_sighting
-    calibrators = {s: PairCalibrator.fit(raw[s][fit_on], same[fit_on], scorer=s) for s in raw}
+    # the one recipe `reid calibrate` uses too: isotonic per scorer, the mean, a final Platt fit
+    fusion = FusionCalibration.fit({s: raw[s][fit_on] for s in raw}, same[fit_on])
     report.num_calibration_pairs = {"same": int(same[fit_on].sum()),
                                     "different": int((~same[fit_on]).sum())}  # fmt: skip
-    probs = {s: calibrators[s](raw[s]) for s in raw}
-    # the mean of calibrated probabilities ranks well but is not itself calibrated (it is
-    # pulled towards the middle); a final Platt fit on the same pairs makes it a probability
-    # again without changing its order
-    mean = fuse(probs)
-    final = PairCalibrator.fit(mean[fit_on], same[fit_on], "platt", scorer="fused",
-                               transform="identity")  # fmt: skip
-    fused = final(mean)
+    probs = fusion.probabilities(raw)
+    fused = fusion.fuse(probs)
     held = ~is_cal & other_sighting
     report.ece_held_out = {s: round(expected_calibration_error(p[held], same[held]), 4)
                            for s, p in {**probs, "fused": fused}.items()}  # fmt: skip

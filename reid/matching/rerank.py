@@ -10,14 +10,21 @@ cosine similarities needs a threshold calibrated on its own scores
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from reid.detect.crop import Box
+from reid.errors import ImageLoadError
 from reid.gallery import Candidate, Match, decide
+from reid.matching.local import Correspondences, LocalFeatures, LocalScorer, prepare_region
+
+if TYPE_CHECKING:
+    from reid.gallery import Gallery
+    from reid.matching.fused import FusionCalibration
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,144 @@ class CosineScorer:
         return list(candidates)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Why one candidate photo scored as it did under a :class:`LocalReranker`.
+
+    ``raw``: scorer name -> raw score (``cosine``: the similarity; a local scorer: its verified
+    correspondence count); ``probabilities``: scorer name -> calibrated P(same), and ``fused``;
+    ``query_xy``, ``candidate_xy``: (M, 2) float32 verified correspondences in pixels of each
+    side's resized region, whose (width, height) are ``query_size`` and ``candidate_size``.
+    """
+
+    image_id: int
+    raw: dict[str, float]
+    probabilities: dict[str, float]
+    query_xy: np.ndarray
+    candidate_xy: np.ndarray
+    query_size: tuple[int, int]
+    candidate_size: tuple[int, int]
+
+
+def probe_key(probe: Probe) -> tuple[str, Box | None]:
+    """What identifies a query region: its photo and box."""
+    return str(probe.path), probe.box
+
+
+class LocalReranker:
+    """Re-ranks a shortlist of gallery photos with a local scorer and a fused calibration.
+
+    For each query: the ``shortlist`` nearest gallery photos by cosine (``Gallery.
+    search_photos``), the query's local features extracted once (its box, as the gallery's
+    were), matched against each photo's stored features; every scorer's raw score calibrated to
+    P(same) and fused (:class:`reid.matching.fused.FusionCalibration`). An individual scores its
+    best photo; ``rank_by`` is ``fused`` or the local scorer's name (its probability alone).
+    Individuals with no photo in the shortlist are not candidates. ``evidence[probe_key(p)]``
+    keeps each returned candidate's :class:`Evidence` (image id -> evidence) for match sheets.
+    """
+
+    def __init__(
+        self,
+        gallery: Gallery,
+        scorer: LocalScorer,
+        fusion: FusionCalibration,
+        *,
+        rank_by: str = "fused",
+        top_k: int = 5,
+        shortlist: int = 50,
+        workers: int = 2,
+        cache_photos: int = 2000,
+    ) -> None:
+        self.name = rank_by
+        self.gallery, self.scorer, self.fusion = gallery, scorer, fusion
+        self.top_k, self.shortlist, self.workers = int(top_k), int(shortlist), int(workers)
+        self.evidence: dict[tuple[str, Box | None], dict[int, Evidence]] = {}
+        self._cache_photos = int(cache_photos)
+        self._photos: dict[int, LocalFeatures | None] = {}
+        self._queries: dict[tuple[str, Box | None], LocalFeatures | None] = {}
+
+    def query_features(self, probe: Probe) -> LocalFeatures | None:
+        """The query region's local features (None: the photo could not be read), once."""
+        key = probe_key(probe)
+        if key not in self._queries:
+            try:
+                region = prepare_region(probe.path, probe.box, self.scorer.max_side)
+                self._queries[key] = self.scorer.extract(region)
+            except ImageLoadError:
+                self._queries[key] = None
+        return self._queries[key]
+
+    def rescore(self, probe: Probe, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The best ``top_k`` individuals of the re-ranked shortlist, scored by ``rank_by``'s
+        probability, best first (``candidates``, the search's, are not needed)."""
+        photos = self.gallery.search_photos(
+            probe.vector, model_fingerprint=self.gallery.model_fingerprint, k=self.shortlist
+        )[0]
+        if not photos:
+            return []
+        query = self.query_features(probe)
+        stored = self._gallery_features([p.image_id for p in photos])
+        found = self._match_all(query, [stored[p.image_id] for p in photos])
+        raw = {"cosine": np.array([p.score for p in photos], np.float64),
+               self.scorer.name: np.array([c.score for c in found], np.float64)}  # fmt: skip
+        probs = self.fusion.probabilities(raw)
+        probs["fused"] = self.fusion.fuse(probs)
+        ranking = probs[self.name]
+        order = np.lexsort((-raw["cosine"], -ranking))  # ties: the higher cosine first
+        chosen: dict[str, int] = {}
+        for i in order:
+            chosen.setdefault(photos[i].individual, int(i))
+        best = list(chosen.values())[: self.top_k]
+        self.evidence[probe_key(probe)] = {
+            photos[i].image_id: self._evidence(i, photos[i].image_id, raw, probs, query,
+                                               stored[photos[i].image_id], found[i])
+            for i in best
+        }  # fmt: skip
+        return [replace(photos[i], score=float(ranking[i])) for i in best]
+
+    def _gallery_features(self, image_ids: list[int]) -> dict[int, LocalFeatures | None]:
+        """Decoded stored features of these photos (None: none stored), cached by image id."""
+        missing = [i for i in image_ids if i not in self._photos]
+        if missing:
+            if len(self._photos) + len(missing) > self._cache_photos:
+                self._photos.clear()
+            blobs = self.gallery.local_features(missing)
+            for i in missing:
+                blob = blobs.get(i)
+                self._photos[i] = None if blob is None else LocalFeatures.from_bytes(blob)
+        return {i: self._photos[i] for i in image_ids}
+
+    def _match_all(
+        self, query: LocalFeatures | None, stored: list[LocalFeatures | None]
+    ) -> list[Correspondences]:
+        """The verified correspondences of the query with each photo (empty where either side
+        has no features)."""
+
+        def one(candidate: LocalFeatures | None) -> Correspondences:
+            if query is None or candidate is None or not len(query) or not len(candidate):
+                return Correspondences.empty()
+            return self.scorer.match(query, candidate)
+
+        if self.workers <= 1:
+            return [one(c) for c in stored]
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(one, stored))
+
+    def _evidence(self, i: int, image_id: int, raw: dict[str, np.ndarray],
+                  probs: dict[str, np.ndarray], query: LocalFeatures | None,
+                  candidate: LocalFeatures | None, found: Correspondences) -> Evidence:  # fmt: skip
+        """The :class:`Evidence` of shortlist photo ``i``."""
+        return Evidence(
+            image_id,
+            {s: float(v[i]) for s, v in raw.items()},
+            {s: float(v[i]) for s, v in probs.items()},
+            found.query_xy,
+            found.candidate_xy,
+            query.size if query is not None else (0, 0),
+            candidate.size if candidate is not None else (0, 0),
+        )
+
+
 def rerank_and_decide(
     probes: Sequence[Probe],
     candidates: Sequence[Sequence[Candidate]],
@@ -75,4 +220,12 @@ def rerank_and_decide(
     ]
 
 
-__all__ = ["CosineScorer", "Probe", "Reranker", "rerank_and_decide"]
+__all__ = [
+    "CosineScorer",
+    "Evidence",
+    "LocalReranker",
+    "Probe",
+    "Reranker",
+    "probe_key",
+    "rerank_and_decide",
+]

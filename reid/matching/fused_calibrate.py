@@ -1,0 +1,201 @@
+"""Calibrating fused matching on a gallery's own photos: what ``reid calibrate`` adds when the
+gallery holds local features.
+
+1. Shortlist: each gallery photo (up to ``max_queries``, sampled with a seed) with its
+   ``shortlist`` most similar photos by the stored vectors, photos of its own sighting left out
+   (near-duplicates a field query never has). Each pair is scored once.
+2. Score the pairs: the cosine of their vectors, and the local scorer's verified correspondences
+   from the stored features (the scorer rebuilt from the spec recorded at enroll).
+3. Fit :class:`reid.matching.fused.FusionCalibration` on those pairs (same individual =
+   positive; all pairs are from different sightings by construction), on pairs of individuals
+   the model never trained on when there are enough of them.
+4. Thresholds: leave-one-individual-out trials (:func:`reid.gallery.threshold.loo_trials_of`) on
+   the fused probability (and on the local scorer's alone), pairs outside the shortlists scoring
+   0, impostors drawn from never-trained individuals where possible, as for the cosine threshold;
+   :func:`reid.gallery.threshold.fit_threshold` at the target false-match rate.
+
+The calibrators and thresholds are fitted on the same pairs (the gallery has no others), so the
+rates printed are in-sample; the LOIO benchmark measures them held out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reid.errors import ReIDError
+from reid.gallery import ThresholdFit, TrialScores, fit_threshold
+from reid.gallery.store import utc_now
+from reid.gallery.threshold import MIN_NEVER_TRAINED, loo_trials_of, unknown_pool
+from reid.matching.calibration import MIN_PER_CLASS
+from reid.matching.fused import (
+    COSINE,
+    DEFAULT_SHORTLIST,
+    FUSED,
+    FusedCalibration,
+    FusionCalibration,
+    gallery_scorer,
+)
+from reid.matching.local import LocalFeatures, LocalScorer
+from reid.matching.pairs import score_pairs
+
+if TYPE_CHECKING:
+    from reid.gallery import Gallery
+    from reid.gallery.local import PairInputs
+
+MAX_QUERIES = 2000  # photos whose shortlists are scored; above, a seeded sample
+ROWS_PER_CHUNK = 512  # query rows per similarity block while shortlisting
+
+
+class NotEnoughPairs(ReIDError):
+    """The gallery has too few same- or different-individual pairs to calibrate fusion."""
+
+
+def calibrate_fused(
+    gallery: Gallery,
+    *,
+    target_fmr: float,
+    trained_individuals: Collection[str] | None = None,
+    shortlist: int = DEFAULT_SHORTLIST,
+    max_queries: int = MAX_QUERIES,
+    seed: int = 0,
+    progress: bool = False,
+    workers: int = 2,
+) -> FusedCalibration:
+    """Measure the gallery's fused calibration (see the module docstring) without writing it;
+    store it with ``gallery.calibrate(fused=result.to_dict(), expect_generation=
+    result.generation)``. Raises :class:`NotEnoughPairs` (a :class:`ReIDError`) when either
+    class has fewer than ``MIN_PER_CLASS`` pairs, ReIDError when no local features are stored.
+    """
+    scorer = gallery_scorer(gallery)
+    inp = gallery.pair_inputs()
+    n = len(inp.image_ids)
+    queries = np.arange(n)
+    if n > max_queries:
+        rng = np.random.default_rng(seed)
+        queries = np.sort(rng.choice(n, size=max_queries, replace=False))
+    pairs = shortlist_other_sightings(inp.vectors, inp.groups, queries, shortlist)
+    raw = score_gallery_pairs(gallery, scorer, inp, pairs, progress=progress, workers=workers)
+    same = inp.labels[pairs[:, 0]] == inp.labels[pairs[:, 1]]
+    pair_pool, fit_on = calibration_pairs(inp, pairs, same, trained_individuals)
+    n_same, n_diff = int(same[fit_on].sum()), int((~same[fit_on]).sum())
+    if min(n_same, n_diff) < MIN_PER_CLASS:
+        raise NotEnoughPairs(
+            f"Fused calibration of gallery {gallery.directory} needs at least {MIN_PER_CLASS} "
+            f"same-individual and {MIN_PER_CLASS} different-individual photo pairs from "
+            f"different sightings among each photo's {shortlist} nearest, and found {n_same} "
+            f"and {n_diff}; enroll more sightings (only the cosine threshold was calibrated)."
+        )
+    fusion = FusionCalibration.fit({s: v[fit_on] for s, v in raw.items()}, same[fit_on])
+    probs = fusion.probabilities(raw)
+    scored = {FUSED: fusion.fuse(probs), scorer.name: probs[scorer.name]}
+    fits, pool, unknown = thresholds(inp, pairs, scored, queries, trained_individuals,
+                                     target_fmr)  # fmt: skip
+    return FusedCalibration(
+        scorer.name, dict((gallery.local_scorer_spec or {}).get("settings") or {}),
+        str(gallery.local_fingerprint), gallery.model_fingerprint, int(shortlist), fusion,
+        fits, pair_pool, pool, {"same": n_same, "different": n_diff}, unknown, utc_now(),
+        inp.generation, {"num_queries": int(len(queries)), "num_scored_pairs": int(len(pairs))},
+    )  # fmt: skip
+
+
+def shortlist_other_sightings(
+    vectors: np.ndarray, groups: np.ndarray, queries: np.ndarray, size: int
+) -> np.ndarray:
+    """(P, 2) int64 unique pairs (i < j): each query row with its ``size`` most similar rows
+    of other sighting groups. vectors: (N, D) float32 unit rows; groups: (N,); queries: (Q,)."""
+    n = len(vectors)
+    found = []
+    for begin in range(0, len(queries), ROWS_PER_CHUNK):
+        rows = queries[begin : begin + ROWS_PER_CHUNK]
+        sims = vectors[rows] @ vectors.T  # (C, N)
+        sims[groups[rows][:, None] == groups[None, :]] = -np.inf  # own sighting and self
+        k = min(int(size), n - 1)
+        if k < 1:
+            break
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (C, k)
+        keep = np.isfinite(np.take_along_axis(sims, nearest, axis=1))
+        a = np.repeat(rows, k).reshape(len(rows), k)[keep]
+        found.append(np.stack([a, nearest[keep]], axis=1))
+    if not found:
+        return np.zeros((0, 2), np.int64)
+    both = np.concatenate(found).astype(np.int64)
+    return np.unique(np.sort(both, axis=1), axis=0)
+
+
+def score_gallery_pairs(
+    gallery: Gallery,
+    scorer: LocalScorer,
+    inp: PairInputs,
+    pairs: np.ndarray,
+    *,
+    progress: bool = False,
+    workers: int = 2,
+) -> dict[str, np.ndarray]:
+    """Raw scores of ``pairs`` (P, 2) rows of ``inp``: ``cosine`` and the local scorer's
+    correspondence count from the stored features (0 where a photo has none); (P,) each."""
+    rows = np.unique(pairs)
+    blobs = gallery.local_features(inp.image_ids[rows].tolist())
+    features: list[LocalFeatures | None] = [None] * len(inp.image_ids)
+    for r in rows:
+        blob = blobs.get(int(inp.image_ids[r]))
+        features[int(r)] = None if blob is None else LocalFeatures.from_bytes(blob)
+    cosine = np.einsum("pd,pd->p", inp.vectors[pairs[:, 0]], inp.vectors[pairs[:, 1]])
+    local = score_pairs(scorer, features, pairs, progress=progress, workers=workers)
+    return {COSINE: cosine.astype(np.float64), scorer.name: local.astype(np.float64)}
+
+
+def calibration_pairs(
+    inp: PairInputs, pairs: np.ndarray, same: np.ndarray, trained: Collection[str] | None
+) -> tuple[str, np.ndarray]:
+    """Which pairs fit the calibrators: those of two never-trained individuals when at least
+    ``MIN_NEVER_TRAINED`` such individuals give ``MIN_PER_CLASS`` pairs of each kind
+    ("never-trained"), else all ("trained" when the model's individuals were given, else
+    "unspecified"). Returns (pool, (P,) bool mask)."""
+    everyone = np.ones(len(pairs), dtype=bool)
+    if trained is None:
+        return "unspecified", everyone
+    trained = set(trained)
+    fresh = np.array([name not in trained for name in inp.names], dtype=bool)
+    mask = fresh[inp.labels[pairs[:, 0]]] & fresh[inp.labels[pairs[:, 1]]]
+    enough = min(int(same[mask].sum()), int((~same[mask]).sum())) >= MIN_PER_CLASS
+    if fresh.sum() >= MIN_NEVER_TRAINED and enough:
+        return "never-trained", mask
+    return "trained", everyone
+
+
+def thresholds(
+    inp: PairInputs,
+    pairs: np.ndarray,
+    scored: Mapping[str, np.ndarray],
+    queries: np.ndarray,
+    trained: Collection[str] | None,
+    target_fmr: float,
+) -> tuple[dict[str, ThresholdFit], str, int]:
+    """The threshold of each pair probability in ``scored`` (name -> (P,) values of ``pairs``)
+    by leave-one-individual-out trials of ``queries``; unscored pairs count 0. Returns the fits
+    by name, the unknown pool ("never-trained" | "trained" | "unspecified") and the number of
+    individuals in it."""
+    from scipy.sparse import csr_matrix
+
+    n = len(inp.image_ids)
+    pool, mask = unknown_pool(inp.names, inp.labels[queries], trained)
+    fits = {}
+    for name, values in scored.items():
+        v = np.asarray(values, np.float32)
+        r = np.r_[pairs[:, 0], pairs[:, 1]]
+        c = np.r_[pairs[:, 1], pairs[:, 0]]
+        matrix = csr_matrix((np.r_[v, v], (r, c)), shape=(n, n))
+        trials = loo_trials_of(
+            lambda rows, cols, m=matrix: m[rows][:, cols].toarray(),
+            inp.labels, inp.groups, score_mode="max", queries=queries,
+        )  # fmt: skip
+        trials = TrialScores(trials.known_scores, trials.known_correct,
+                             trials.impostor_scores[mask])  # fmt: skip
+        fits[name] = fit_threshold(trials, target_fmr)
+    return fits, pool, int(len(np.unique(inp.labels[queries][mask])))
+
+
+__all__ = ["MAX_QUERIES", "NotEnoughPairs", "calibrate_fused", "shortlist_other_sightings"]
