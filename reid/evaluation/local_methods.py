@@ -17,6 +17,8 @@ reliability plot).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from reid.evaluation.openset_scoring import Method
 from reid.gallery import ImageRecord
 from reid.matching.calibration import expected_calibration_error, reliability_plot
 from reid.matching.fused import FusionCalibration
+from reid.matching.fusion import fit_logodds, fuse
 from reid.matching.local import make_scorer
 from reid.matching.pairs import extract_all, pair_matrix, score_pairs, shortlist_pairs
 
@@ -45,6 +48,7 @@ class LocalReport:
     num_calibration_pairs: dict[str, int] = field(default_factory=dict)
     ece_held_out: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    stacking_weights: dict[str, float] = field(default_factory=dict)
     reliability_png: str = ""
 
 
@@ -91,7 +95,7 @@ def local_methods(
         for i, f in zip(rows, found, strict=True):
             features[int(i)] = f
         t1 = time.perf_counter()
-        raw[name] = score_pairs(scorer, features, pairs, progress=progress)
+        raw[name] = _cached_scores(scorer, features, pairs, samples, work, progress)
         report.seconds[name] = round(time.perf_counter() - t0, 1)
         log(f"  {name}: {len(rows)} photos in {t1 - t0:.0f} s, {len(pairs)} pairs in "
             f"{time.perf_counter() - t1:.0f} s")  # fmt: skip
@@ -105,9 +109,17 @@ def local_methods(
                                     "different": int((~same[fit_on]).sum())}  # fmt: skip
     probs = fusion.probabilities(raw)
     fused = fusion.fuse(probs)
+    # stacking: log-odds weights per scorer fitted on the same pairs, so a scorer that does
+    # not separate the calibration pairs gets little say (a guard against local evidence that
+    # matches backgrounds)
+    weights, bias = fit_logodds({s: p[fit_on] for s, p in probs.items()}, same[fit_on])
+    stacked = fuse(probs, "logodds", weights, bias=bias)
+    report.stacking_weights = {s: round(w, 3) for s, w in weights.items()}
     held = ~is_cal & other_sighting
-    report.ece_held_out = {s: round(expected_calibration_error(p[held], same[held]), 4)
-                           for s, p in {**probs, "fused": fused}.items()}  # fmt: skip
+    every = {**probs, "fused": fused, "stacked": stacked}
+    report.ece_held_out = {
+        s: round(expected_calibration_error(p[held], same[held]), 4) for s, p in every.items()
+    }
     png = reliability_plot(
         fused[held],
         same[held],
@@ -116,9 +128,33 @@ def local_methods(
     )
     report.reliability_png = str(png)
     methods = [_matrix_method(s, pair_matrix(n, pairs, raw[s]), global_vectors) for s in scorers]
-    methods.append(_matrix_method(f"fused ({'+'.join([*scorers, 'frozen'])})",
-                                  pair_matrix(n, pairs, fused.astype(np.float32))))  # fmt: skip
+    names = "+".join([*scorers, "frozen"])
+    methods.append(_matrix_method(f"fused ({names})", pair_matrix(n, pairs, fused)))
+    methods.append(_matrix_method(f"stacked ({names})", pair_matrix(n, pairs, stacked)))
     return methods, report
+
+
+def _cached_scores(
+    scorer: Any,
+    features: list,
+    pairs: np.ndarray,
+    samples: Sequence[ImageRecord],
+    work: Path,
+    progress: bool,
+) -> np.ndarray:
+    """``score_pairs``, kept in ``work/local_cache`` under the scorer's settings, the photos and
+    the pairs, so that a rerun (another fusion rule, another report) matches nothing again."""
+    settings = json.dumps({k: v for k, v in vars(scorer).items() if not k.startswith("_")},
+                          sort_keys=True, default=str)  # fmt: skip
+    key = hashlib.sha1(settings.encode())
+    key.update("\n".join(str(s.path) for s in samples).encode())
+    key.update(np.ascontiguousarray(pairs).tobytes())
+    file = work / "local_cache" / f"pairs_{scorer.name}_{key.hexdigest()[:16]}.npy"
+    if file.is_file():
+        return np.load(file)
+    scores = score_pairs(scorer, features, pairs, progress=progress)
+    np.save(file, scores)
+    return scores
 
 
 def _matrix_method(name: str, matrix: np.ndarray, tie_break: np.ndarray | None = None) -> Method:

@@ -136,7 +136,9 @@ def _local_lines(local: dict[str, Any]) -> list[str]:
         "Each scorer's pair score, the frozen cosine included, is calibrated to P(same) "
         f"(isotonic) on pairs of trained individuals' photos ({cal['same']} same, "
         f"{cal['different']} different individual, other sightings); `fused` is the mean of "
-        "the calibrated scores, recalibrated (Platt) on the same pairs. Expected calibration "
+        "the calibrated scores, recalibrated (Platt) on the same pairs; `stacked` weighs each "
+        "scorer's log-odds by a logistic fit on those pairs (weights "
+        f"{json.dumps(local.get('stacking_weights', {}))}). Expected calibration "
         f"error on held-out pairs of the never-trained individuals: {ece}. Seconds "
         f"(extraction + matching): {json.dumps(local['seconds'])}. Reliability plot: "
         f"{local['reliability_png']}.",
