@@ -33,7 +33,14 @@ from reid.matching.calibration import expected_calibration_error, reliability_pl
 from reid.matching.fused import FusionCalibration
 from reid.matching.fusion import fit_logodds, fuse
 from reid.matching.local import make_scorer
-from reid.matching.pairs import extract_all, pair_matrix, score_pairs, shortlist_pairs
+from reid.matching.pairs import (
+    extract_all,
+    lnbnn_normalisers,
+    nearest_rows,
+    pair_matrix,
+    score_pairs,
+    shortlist_pairs,
+)
 
 COSINE = "cosine"
 
@@ -49,6 +56,7 @@ class LocalReport:
     ece_held_out: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     stacking_weights: dict[str, float] = field(default_factory=dict)
+    lnbnn_k: int = 0
     reliability_png: str = ""
 
 
@@ -64,6 +72,7 @@ def local_methods(
     shortlist: int,
     upright: bool,
     work: Path,
+    lnbnn_k: int = 0,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Method], LocalReport]:
@@ -76,8 +85,10 @@ def local_methods(
         test_rows: photos the folds query and enroll (the never-trained individuals').
         calibration_rows: photos whose shortlisted pairs fit the calibrators (trained ones').
         upright: the photos are upright (flanks), so XFeat describes one copy, not four.
+        lnbnn_k: > 0: each correspondence weighted by LNBNN against the photo's shortlist
+            (normaliser: the k-th nearest pooled descriptor; see ``pairs.lnbnn_normalisers``).
     """
-    report = LocalReport(list(scorers), int(shortlist))
+    report = LocalReport(list(scorers), int(shortlist), lnbnn_k=int(lnbnn_k))
     n = len(samples)
     test_pairs = shortlist_pairs(global_vectors, test_rows, shortlist)
     cal_pairs = shortlist_pairs(global_vectors, calibration_rows, shortlist)
@@ -95,7 +106,11 @@ def local_methods(
         for i, f in zip(rows, found, strict=True):
             features[int(i)] = f
         t1 = time.perf_counter()
-        raw[name] = _cached_scores(scorer, features, pairs, samples, work, progress)
+        normalisers = None
+        if lnbnn_k > 0:
+            near = nearest_rows(global_vectors, rows, shortlist, groups)
+            normalisers = lnbnn_normalisers(features, near, lnbnn_k)
+        raw[name] = _cached_scores(scorer, features, pairs, samples, work, progress, normalisers)
         report.seconds[name] = round(time.perf_counter() - t0, 1)
         log(f"  {name}: {len(rows)} photos in {t1 - t0:.0f} s, {len(pairs)} pairs in "
             f"{time.perf_counter() - t1:.0f} s")  # fmt: skip
@@ -141,6 +156,7 @@ def _cached_scores(
     samples: Sequence[ImageRecord],
     work: Path,
     progress: bool,
+    normalisers: dict[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``score_pairs``, kept in ``work/local_cache`` under the scorer's settings, the photos and
     the pairs, so that a rerun (another fusion rule, another report) matches nothing again."""
@@ -149,10 +165,13 @@ def _cached_scores(
     key = hashlib.sha1(settings.encode())
     key.update("\n".join(str(s.path) for s in samples).encode())
     key.update(np.ascontiguousarray(pairs).tobytes())
+    if normalisers is not None:
+        for row in sorted(normalisers):
+            key.update(normalisers[row].tobytes())
     file = work / "local_cache" / f"pairs_{scorer.name}_{key.hexdigest()[:16]}.npy"
     if file.is_file():
         return np.load(file)
-    scores = score_pairs(scorer, features, pairs, progress=progress)
+    scores = score_pairs(scorer, features, pairs, progress=progress, normalisers=normalisers)
     np.save(file, scores)
     return scores
 

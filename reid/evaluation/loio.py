@@ -227,6 +227,7 @@ def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
         split.samples, ev.labels, ev.groups, frozen.vectors, test_rows=test_rows,
         calibration_rows=np.array(cal_rows), scorers=run.settings.local_scorers,
         shortlist=run.settings.shortlist, upright=run.settings.upright, work=run.work,
+        lnbnn_k=run.settings.lnbnn_k,
         progress=run.progress, log=run.log,
     )  # fmt: skip
     run.local_report = report_dict(report)

@@ -132,7 +132,13 @@ def _local_lines(local: dict[str, Any]) -> list[str]:
         "### local scorers and fusion",
         "",
         f"Scorers {', '.join(local['scorers'])} on each photo's {local['shortlist']} most similar "
-        f"photos by the frozen backbone ({local['num_pairs']} pairs; elsewhere they score 0). "
+        f"photos by the frozen backbone ({local['num_pairs']} pairs; elsewhere they score 0"
+        + (
+            f"; each correspondence weighted by LNBNN, k={local['lnbnn_k']}"
+            if local.get("lnbnn_k")
+            else ""
+        )  # fmt: skip
+        + "). "
         "Each scorer's pair score, the frozen cosine included, is calibrated to P(same) "
         f"(isotonic) on pairs of trained individuals' photos ({cal['same']} same, "
         f"{cal['different']} different individual, other sightings); `fused` is the mean of "

@@ -63,6 +63,9 @@ class LoioSettings:
                       "each alone and fused with the frozen backbone's global score.")  # fmt: skip
     shortlist: int = _opt(50, "With --local: photos per query the global score shortlists "
                           "for the local scorers.")  # fmt: skip
+    lnbnn_k: int = _opt(0, "With --local: weigh each correspondence by its distinctiveness "
+                        "(LNBNN) against the k-th nearest descriptor of the photo's "
+                        "shortlist; 0: count every correspondence as 1.")  # fmt: skip
     upright: bool = _opt(False, "With --local: the photos are upright (flanks, faces), so "
                          "XFeat describes one copy, not four turned ones.")  # fmt: skip
 

@@ -84,6 +84,38 @@ def shortlist_pairs(vectors: np.ndarray, rows: Sequence[int], size: int) -> np.n
     return np.unique(pairs, axis=0)
 
 
+def nearest_rows(
+    vectors: np.ndarray, rows: Sequence[int], size: int, groups: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Each row's ``size`` most similar other rows of ``rows`` by cosine, its own sighting
+    group left out: (size,) int arrays keyed by row."""
+    rows = np.asarray(rows, dtype=np.int64)
+    sims = vectors[rows] @ vectors[rows].T
+    sims[groups[rows][:, None] == groups[rows][None, :]] = -np.inf
+    k = min(int(size), max(len(rows) - 1, 1))
+    nearest = np.argsort(-sims, axis=1)[:, :k]
+    return {int(r): rows[nearest[n]] for n, r in enumerate(rows)}
+
+
+def lnbnn_normalisers(
+    features: Sequence[LocalFeatures | None], neighbours: dict[int, np.ndarray], k: int
+) -> dict[int, np.ndarray]:
+    """LNBNN normaliser of every keypoint of each photo in ``neighbours``: (N_i,) float32, the
+    L2 distance of its unit descriptor to its ``k``-th nearest descriptor pooled from the
+    photo's shortlist (HotSpotter's K+1-th neighbour, without labels: a background or generic
+    pattern that ``k`` shortlisted photos match as well gets a small normaliser)."""
+    from reid.matching.distinct import _kth_distance, pool_descriptors, unit_descriptors
+
+    out = {}
+    for row, near in neighbours.items():
+        own = features[row]
+        if own is None or not len(own):
+            continue
+        pool = pool_descriptors([f for f in (features[int(j)] for j in near) if f is not None])
+        out[row] = _kth_distance(unit_descriptors(own.descriptors), pool, k)
+    return out
+
+
 def score_pairs(
     scorer: LocalScorer,
     features: Sequence[LocalFeatures | None],
@@ -91,15 +123,26 @@ def score_pairs(
     *,
     progress: bool = True,
     workers: int = 2,
+    normalisers: dict[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(P,) float32 verified-correspondence score of each pair (i, j) of ``pairs`` (P, 2);
-    0 where either photo has no features."""
+    0 where either photo has no features. With ``normalisers`` (see :func:`lnbnn_normalisers`)
+    each correspondence counts max(0, d_norm - d_match) of photo i's keypoint (LNBNN) instead
+    of 1."""
+    from reid.matching.distinct import _kth_distance, unit_descriptors
 
     def one(pair: np.ndarray) -> float:
         q, c = features[int(pair[0])], features[int(pair[1])]
         if q is None or c is None or not len(q) or not len(c):
             return 0.0
-        return scorer.match(q, c).score
+        corr = scorer.match(q, c)
+        norm = None if normalisers is None else normalisers.get(int(pair[0]))
+        if norm is None or corr.query_idx is None or not corr.count:
+            return corr.score
+        idx = np.asarray(corr.query_idx)
+        d_match = _kth_distance(unit_descriptors(q.descriptors[idx]),
+                                unit_descriptors(c.descriptors), 1)  # fmt: skip
+        return float(np.maximum(norm[idx] - d_match, 0.0).sum())
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         scores = list(
