@@ -49,7 +49,8 @@ def heads() -> dict[str, np.ndarray]:
 # off the nearest copy, its worst case (measured 50 verified vs 15 for the other animal).
 SCORERS = [
     pytest.param("sift", {}, 3, id="sift"),
-    pytest.param("xfeat", {"top_k": 512}, 2, id="xfeat", marks=needs_xfeat),
+    # XFeat loads a model and matches four turned copies: ~10 s, so it runs with -m slow
+    pytest.param("xfeat", {"top_k": 512}, 2, id="xfeat", marks=[needs_xfeat, pytest.mark.slow]),
 ]
 
 
