@@ -60,7 +60,7 @@ def pool_descriptors(
     return np.concatenate(parts)
 
 
-def _kth_distance(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
+def kth_distance(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
     """(M,) L2 distance from each unit query row (M, D) to its k-th nearest row of base (N, D);
     MAX_DISTANCE when base has fewer than k rows."""
     if len(base) < k or not len(queries):
@@ -101,8 +101,8 @@ def lnbnn_weights(
     cand = candidate.descriptors if isinstance(candidate, LocalFeatures) else candidate
     q = unit_descriptors(query.descriptors[idx]) if len(idx) else np.zeros((0, 1), np.float32)
     pool = unit_descriptors(others) if len(others) else np.zeros((0, 0), np.float32)
-    d_match = _kth_distance(q, unit_descriptors(cand), 1)
-    d_norm = _kth_distance(q, pool, k)
+    d_match = kth_distance(q, unit_descriptors(cand), 1)
+    d_norm = kth_distance(q, pool, k)
     return np.maximum(d_norm - d_match, 0.0).astype(np.float32)
 
 

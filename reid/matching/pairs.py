@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from reid.errors import ImageLoadError
 from reid.gallery import ImageRecord
+from reid.matching.distinct import kth_distance, pool_descriptors, unit_descriptors
 from reid.matching.local import LocalFeatures, LocalScorer, prepare_region
 
 
@@ -104,15 +105,13 @@ def lnbnn_normalisers(
     L2 distance of its unit descriptor to its ``k``-th nearest descriptor pooled from the
     photo's shortlist (HotSpotter's K+1-th neighbour, without labels: a background or generic
     pattern that ``k`` shortlisted photos match as well gets a small normaliser)."""
-    from reid.matching.distinct import _kth_distance, pool_descriptors, unit_descriptors
-
     out = {}
     for row, near in neighbours.items():
         own = features[row]
         if own is None or not len(own):
             continue
         pool = pool_descriptors([f for f in (features[int(j)] for j in near) if f is not None])
-        out[row] = _kth_distance(unit_descriptors(own.descriptors), pool, k)
+        out[row] = kth_distance(unit_descriptors(own.descriptors), pool, k)
     return out
 
 
@@ -129,7 +128,6 @@ def score_pairs(
     0 where either photo has no features. With ``normalisers`` (see :func:`lnbnn_normalisers`)
     each correspondence counts max(0, d_norm - d_match) of photo i's keypoint (LNBNN) instead
     of 1."""
-    from reid.matching.distinct import _kth_distance, unit_descriptors
 
     def one(pair: np.ndarray) -> float:
         q, c = features[int(pair[0])], features[int(pair[1])]
@@ -140,7 +138,7 @@ def score_pairs(
         if norm is None or corr.query_idx is None or not corr.count:
             return corr.score
         idx = np.asarray(corr.query_idx)
-        d_match = _kth_distance(unit_descriptors(q.descriptors[idx]),
+        d_match = kth_distance(unit_descriptors(q.descriptors[idx]),
                                 unit_descriptors(c.descriptors), 1)  # fmt: skip
         return float(np.maximum(norm[idx] - d_match, 0.0).sum())
 
