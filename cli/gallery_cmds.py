@@ -154,9 +154,10 @@ def match(
         str | None,
         typer.Option(
             "--scorer",
-            help="global (the embedding's cosine), fused (cosine + local features, calibrated "
-            "P(same)), or sift / xfeat alone. Default: fused when the gallery holds a fused "
-            "calibration (`reid calibrate`), else global.",
+            help="auto (default): what `reid calibrate` measured best on this gallery, "
+            "separately for naming the individual and for calling NEW; global (the "
+            "embedding's cosine); fused (cosine + local features, calibrated P(same)); or "
+            "sift / xfeat alone. Without a fused calibration, auto is global.",
         ),
     ] = None,
     shortlist: Annotated[

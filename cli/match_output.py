@@ -10,12 +10,13 @@ from typing import Any
 
 
 def scored_view(info: dict[str, Any], choice: Any) -> dict[str, Any]:
-    """``info`` as the output describes it: for a local scorer, the calibration of its score
-    (threshold, rates, pools) replaces the cosine one; ``scorer`` and ``note`` are added."""
+    """``info`` as the output describes it: when a local or fused score calls NEW, the
+    calibration of that score (threshold, rates, pools) replaces the cosine one; ``scorer`` and
+    ``note`` are added."""
     view = {**info, "scorer": choice.name, "note_line": choice.note}
-    if choice.calibration is not None:
+    if choice.calibration is not None and choice.decides != "global":
         view["calibrated"] = True
-        view["calibration"] = fused_summary(choice.calibration, choice.name)
+        view["calibration"] = fused_summary(choice.calibration, choice.decides)
     return view
 
 

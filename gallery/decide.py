@@ -18,16 +18,22 @@ def is_new(score: float, threshold: float | None) -> bool:
     return threshold is not None and score < threshold
 
 
-def decide(candidates: Sequence[Candidate], threshold: float | None) -> Match:
+def decide(
+    candidates: Sequence[Candidate], threshold: float | None, score: float | None = None
+) -> Match:
     """The answer for one query from its candidates (any order; higher score = more alike).
 
     The decision is the best-scoring candidate (ties keep the given order) unless its score is
     below ``threshold``; no candidate at all (an empty gallery) is NEW with score -1.0. With
     ``threshold`` None (an uncalibrated gallery) the decision is simply the best candidate.
-    Returns a :class:`Match` whose candidates are sorted best first.
+    ``score``: when one score names the individual and another calls NEW
+    (:mod:`reid.matching.roles`), the query's score on the second, compared with ``threshold``
+    instead of the best candidate's. Returns a :class:`Match` whose candidates are sorted best
+    first and whose ``score`` is the one compared.
     """
     ranked = sorted(candidates, key=lambda c: -c.score)
-    score = ranked[0].score if ranked else -1.0
+    if score is None:
+        score = ranked[0].score if ranked else -1.0
     new = not ranked or is_new(score, threshold)
     return Match(
         decision=NEW if new else ranked[0].individual,

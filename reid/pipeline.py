@@ -183,8 +183,9 @@ class MatchOptions:
     screener: Embedder | None = None  # a category run (e.g. native / hybrid): fills row.screen
     reranker: Reranker | None = None  # rescores the shortlist before deciding (None: cosine)
     threshold: float | None = None  # None: the gallery's calibrated threshold
-    # global | sift | xfeat | fused; None: fused when the gallery holds a fused calibration,
-    # else global (see reid.matching.fused.choose_scorer); ignored when reranker is given
+    # auto | global | sift | xfeat | fused; None = auto: the roles `reid calibrate` measured
+    # (see reid.matching.fused.choose_scorer), global without a fused calibration; ignored
+    # when reranker is given
     scorer: str | None = None
     shortlist: int | None = None  # gallery photos a local re-ranker sees (None: calibrated)
 

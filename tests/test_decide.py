@@ -60,6 +60,16 @@ class Swap:
         return out
 
 
+def test_decide_on_a_separate_score_keeps_the_named_candidate():
+    """One score names (the candidates' order), another calls NEW (the query's score)."""
+    named = [cand("B", 0.9), cand("A", 0.4)]
+    kept = decide(named, threshold=0.5, score=0.7)
+    assert kept.decision == "B" and not kept.is_new and kept.score == 0.7
+    new = decide(named, threshold=0.5, score=0.3)
+    assert new.is_new and new.decision == NEW and new.candidates[0].individual == "B"
+    assert new.score == 0.3
+
+
 def test_a_reranker_between_search_and_decide_changes_the_decision():
     probe = Probe(Path("q.jpg"), np.array([1.0, 0.0], dtype=np.float32))
     found = [[cand("a", 0.9), cand("b", 0.75)]]

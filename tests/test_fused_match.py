@@ -94,10 +94,71 @@ def test_fused_match_names_a_turned_photo(fused_gallery, tiny_run, turned_photos
             assert 0.0 <= cand["score"] <= 1.0 and cand["score"] == cand["scores"]["fused"]
             assert set(cand["scores"]) == {"cosine", "sift", "fused"}
         assert row["candidates"][0]["correspondences"] > 0
-    # the default scorer of a gallery with a fused calibration is fused
+    # the default scorer (auto) follows the roles calibrate measured on the gallery
+    info = json.loads(_ok(["gallery", "info", fused_gallery]))
+    roles = info["fused_calibration"]["roles"]
+    assert set(roles["quality"]) == {"global", "fused", "sift"}
     data = json.loads(_ok(["match", fused_gallery, photos[0], "--model", tiny_run, *CPU,
                            "--format", "json"]))  # fmt: skip
-    assert data["scorer"] == "fused"
+    both_global = roles["rank_by"] == roles["decide_by"] == "global"
+    assert data["scorer"] == ("global" if both_global else "auto")
+    assert data["calibration"].get("scorer", "global") == roles["decide_by"]
+
+
+def _with_roles(monkeypatch, gallery: Path, rank_by: str, decide_by: str):
+    """The gallery's fused calibration as read by matching, with these roles."""
+    from dataclasses import replace
+
+    import reid.matching.fused as fused_module
+    from reid.gallery import Gallery
+    from reid.matching.roles import Roles, TrialQuality
+
+    with Gallery.open(gallery) as g:
+        stored = fused_module.read_fused(g)
+    q = TrialQuality(0.5, 0.5, 10, 10)
+    forced = replace(stored, roles=Roles(rank_by, decide_by, {k: q for k in stored.roles.quality}))
+    monkeypatch.setattr(fused_module, "read_fused", lambda _g: forced)
+    return forced
+
+
+def test_auto_names_by_fused_and_calls_new_by_the_global_score(
+    monkeypatch, fused_gallery, tiny_run, turned_photos
+):
+    from reid.features.embedder import Embedder
+    from reid.gallery import Gallery
+    from reid.pipeline import MatchOptions, match_photos, resolve_scorer
+
+    _with_roles(monkeypatch, fused_gallery, "fused", "global")
+    embedder = Embedder.from_run(tiny_run, "cpu")
+    photo = turned_photos["JGS001"]
+    with Gallery.open(fused_gallery) as g:
+        _, choice = resolve_scorer(g, MatchOptions())
+        assert choice.name == "auto" and choice.decides == "global"
+        assert "fused names the individual, global calls NEW" in choice.note
+        (row,) = match_photos(g, [photo], embedder, MatchOptions(progress=False))
+        vector = embedder.embed_paths([photo], progress=False).embeddings
+        (by_cosine,) = g.identify(vector, model_fingerprint=embedder.fingerprint)
+        cosine_threshold = g.threshold
+    m = row.match
+    # NEW is called on the best cosine at the gallery's cosine threshold ...
+    assert m.threshold == cosine_threshold
+    assert m.score == pytest.approx(by_cosine.candidates[0].score, abs=1e-5)
+    assert m.is_new == (m.score < cosine_threshold)
+    # ... while the candidates are named and ordered by the fused probability
+    fused = [row.evidence[c.image_id].probabilities["fused"] for c in m.candidates]
+    assert [c.score for c in m.candidates] == pytest.approx(fused)
+    assert fused == sorted(fused, reverse=True)
+
+
+def test_auto_is_the_global_score_where_it_won_both_jobs(monkeypatch, fused_gallery):
+    from reid.gallery import Gallery
+    from reid.pipeline import MatchOptions, resolve_scorer
+
+    _with_roles(monkeypatch, fused_gallery, "global", "global")
+    with Gallery.open(fused_gallery) as g:
+        opts, choice = resolve_scorer(g, MatchOptions())
+    assert choice.name == "global" and opts.reranker is None and opts.threshold is None
+    assert "global names the individual, global calls NEW" in choice.note
 
 
 def test_global_scorer_is_unchanged(fused_gallery, tiny_run, tiny_data):

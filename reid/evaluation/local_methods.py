@@ -29,10 +29,12 @@ import numpy as np
 
 from reid.evaluation.openset_scoring import Method
 from reid.gallery import ImageRecord
+from reid.gallery.threshold import TrialScores, loo_trials_of
 from reid.matching.calibration import expected_calibration_error, reliability_plot
 from reid.matching.fused import FusionCalibration
 from reid.matching.fusion import fit_logodds, fuse
 from reid.matching.local import make_scorer
+from reid.matching.local.foreground import masked_all
 from reid.matching.pairs import (
     extract_all,
     lnbnn_normalisers,
@@ -41,6 +43,7 @@ from reid.matching.pairs import (
     score_pairs,
     shortlist_pairs,
 )
+from reid.matching.roles import combined_trials, measure_roles, ranked_decided
 
 COSINE = "cosine"
 
@@ -58,6 +61,7 @@ class LocalReport:
     stacking_weights: dict[str, float] = field(default_factory=dict)
     lnbnn_k: int = 0
     reliability_png: str = ""
+    roles: dict[str, Any] = field(default_factory=dict)
 
 
 def local_methods(
@@ -73,6 +77,9 @@ def local_methods(
     upright: bool,
     work: Path,
     lnbnn_k: int = 0,
+    foreground: float = 1.0,
+    heat_of: Callable[[list[int]], np.ndarray] | None = None,
+    enrolled: np.ndarray | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Method], LocalReport]:
@@ -87,6 +94,11 @@ def local_methods(
         upright: the photos are upright (flanks), so XFeat describes one copy, not four.
         lnbnn_k: > 0: each correspondence weighted by LNBNN against the photo's shortlist
             (normaliser: the k-th nearest pooled descriptor; see ``pairs.lnbnn_normalisers``).
+        foreground: < 1: keep only each photo's keypoints in this most attended fraction of it
+            (:mod:`reid.matching.local.foreground`); ``heat_of(rows)`` gives the (len(rows), h,
+            w) attention maps of photos ``rows``.
+        enrolled: (N,) bool, the photos the protocol enrolls (the rest are later queries): the
+            ``guarded`` method's trials among calibration photos follow the same split.
     """
     report = LocalReport(list(scorers), int(shortlist), lnbnn_k=int(lnbnn_k))
     n = len(samples)
@@ -105,12 +117,16 @@ def local_methods(
         features: list = [None] * n
         for i, f in zip(rows, found, strict=True):
             features[int(i)] = f
+        if foreground < 1 and heat_of is not None:
+            features = masked_all(features, _cached_heat(heat_of, samples, work), foreground)
         t1 = time.perf_counter()
         normalisers = None
         if lnbnn_k > 0:
             near = nearest_rows(global_vectors, rows, shortlist, groups)
             normalisers = lnbnn_normalisers(features, near, lnbnn_k)
-        raw[name] = _cached_scores(scorer, features, pairs, samples, work, progress, normalisers)
+        variant = "" if foreground >= 1 else f"foreground={foreground}"
+        raw[name] = _cached_scores(scorer, features, pairs, samples, work, progress, normalisers,
+                                   variant=variant)  # fmt: skip
         report.seconds[name] = round(time.perf_counter() - t0, 1)
         log(f"  {name}: {len(rows)} photos in {t1 - t0:.0f} s, {len(pairs)} pairs in "
             f"{time.perf_counter() - t1:.0f} s")  # fmt: skip
@@ -146,7 +162,47 @@ def local_methods(
     names = "+".join([*scorers, "frozen"])
     methods.append(_matrix_method(f"fused ({names})", pair_matrix(n, pairs, fused)))
     methods.append(_matrix_method(f"stacked ({names})", pair_matrix(n, pairs, stacked)))
+    methods.append(_guarded(methods, global_vectors, labels, groups, calibration_rows, enrolled,
+                            report))  # fmt: skip
     return methods, report
+
+
+def _guarded(
+    methods: list[Method],
+    global_vectors: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    calibration_rows: Sequence[int],
+    enrolled: np.ndarray | None,
+    report: LocalReport,
+) -> Method:
+    """The ``guarded`` method: the score that names the individual and the one that calls NEW
+    chosen separately (:mod:`reid.matching.roles`) by leave-one-individual-out trials among the
+    calibration photos (trained individuals, never queried here; their later photos querying
+    their enrolled ones, as the folds do), the frozen backbone winning ties, so that local
+    evidence is used only for the job it did better on other individuals."""
+    frozen = Method("frozen", "similarity", vectors=global_vectors)
+    # learned global methods (the whitened backbone) are fitted on these very photos, so their
+    # trials would be in-sample: the frozen cosine is the global candidate
+    every = {m.name: m for m in [frozen, *methods]}
+    cal = np.asarray(calibration_rows, dtype=np.int64)
+    roles = measure_roles(
+        {name: (lambda r, c, m=m: m.sims(cal[r], cal[c])) for name, m in every.items()},
+        labels[cal], groups[cal], fallback="frozen",
+        enrolled=None if enrolled is None else enrolled[cal],
+    )  # fmt: skip
+    report.roles = roles.to_dict()
+    rank, decide = every[roles.rank_by], every[roles.decide_by]
+    name = f"guarded (rank: {roles.rank_by}; NEW: {roles.decide_by})"
+
+    def loo_trials(rows: np.ndarray, label_idx: np.ndarray, group_idx: np.ndarray) -> TrialScores:
+        def trials(m: Method) -> TrialScores:
+            return loo_trials_of(lambda r, c: m.sims(rows[r], rows[c]), label_idx, group_idx)
+
+        return combined_trials(trials(rank), trials(decide))
+
+    return Method(name, "similarity", pair_scores=ranked_decided(rank.sims, decide.sims, groups),
+                  loo_trials=loo_trials)  # fmt: skip
 
 
 def _cached_scores(
@@ -157,12 +213,13 @@ def _cached_scores(
     work: Path,
     progress: bool,
     normalisers: dict[int, np.ndarray] | None = None,
+    variant: str = "",
 ) -> np.ndarray:
     """``score_pairs``, kept in ``work/local_cache`` under the scorer's settings, the photos and
     the pairs, so that a rerun (another fusion rule, another report) matches nothing again."""
     settings = json.dumps({k: v for k, v in vars(scorer).items() if not k.startswith("_")},
                           sort_keys=True, default=str)  # fmt: skip
-    key = hashlib.sha1(settings.encode())
+    key = hashlib.sha1((settings + variant).encode())
     key.update("\n".join(str(s.path) for s in samples).encode())
     key.update(np.ascontiguousarray(pairs).tobytes())
     if normalisers is not None:
@@ -174,6 +231,25 @@ def _cached_scores(
     scores = score_pairs(scorer, features, pairs, progress=progress, normalisers=normalisers)
     np.save(file, scores)
     return scores
+
+
+def _cached_heat(
+    heat_of: Callable[[list[int]], np.ndarray], samples: Sequence[ImageRecord], work: Path
+) -> Callable[[list[int]], np.ndarray]:
+    """``heat_of`` remembered in ``work/local_cache`` per photo path (one file per set of
+    photos asked for)."""
+
+    def cached(rows: list[int]) -> np.ndarray:
+        key = hashlib.sha1("\n".join(str(samples[i].path) for i in rows).encode()).hexdigest()
+        file = work / "local_cache" / f"attention_{key[:16]}.npy"
+        if file.is_file():
+            return np.load(file)
+        maps = heat_of(rows)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(file, maps)
+        return maps
+
+    return cached
 
 
 def _matrix_method(name: str, matrix: np.ndarray, tie_break: np.ndarray | None = None) -> Method:

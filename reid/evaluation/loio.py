@@ -227,11 +227,29 @@ def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
         split.samples, ev.labels, ev.groups, frozen.vectors, test_rows=test_rows,
         calibration_rows=np.array(cal_rows), scorers=run.settings.local_scorers,
         shortlist=run.settings.shortlist, upright=run.settings.upright, work=run.work,
-        lnbnn_k=run.settings.lnbnn_k,
+        lnbnn_k=run.settings.lnbnn_k, foreground=run.settings.foreground,
+        enrolled=np.isin(np.arange(len(split.samples)), ev.enroll),
+        heat_of=_attention_of(run.cfg, split.samples) if run.settings.foreground < 1 else None,
         progress=run.progress, log=run.log,
     )  # fmt: skip
     run.local_report = report_dict(report)
     return local
+
+
+def _attention_of(cfg: Config, samples: Sequence[ImageRecord]) -> Callable:
+    """``heat_of(rows)``: the frozen backbone's attention maps (rows, h, w) of those photos
+    (:mod:`reid.matching.local.foreground`), for ``--foreground``."""
+    from reid.features.model import build_model
+    from reid.io.images import prepare_image
+    from reid.matching.local.foreground import attention_maps
+
+    model = build_model(cfg, 1).eval()
+
+    def heat_of(rows: list[int]) -> np.ndarray:
+        images = np.stack([prepare_image(samples[i].path, cfg.data.input_size) for i in rows])
+        return attention_maps(model, images)
+
+    return heat_of
 
 
 def _run_retrain(split: _Split, run: _Run, acc: dict[str, Accumulator]) -> None:

@@ -148,6 +148,30 @@ def _local_lines(local: dict[str, Any]) -> list[str]:
         f"error on held-out pairs of the never-trained individuals: {ece}. Seconds "
         f"(extraction + matching): {json.dumps(local['seconds'])}. Reliability plot: "
         f"{local['reliability_png']}.",
+        *_roles_lines(local.get("roles") or {}),
+    ]
+
+
+def _roles_lines(roles: dict[str, Any]) -> list[str]:
+    """The guarded method's choice and the calibration trials behind it."""
+    if not roles:
+        return []
+    rows = [
+        f"| {name} | {q['rank1']:.3f} | "
+        + ("–" if q["auroc"] is None else f"{q['auroc']:.3f}")
+        + " |"
+        for name, q in roles["quality"].items()
+    ]
+    return [
+        "",
+        f"`guarded` names the individual by **{roles['rank_by']}** and calls NEW by "
+        f"**{roles['decide_by']}**: each the best of these scores in leave-one-individual-out "
+        "trials among the calibration photos (trained individuals; the frozen backbone wins "
+        "ties):",
+        "",
+        "| score | trial rank-1 | trial AUROC |",
+        "| --- | --- | --- |",
+        *rows,
     ]
 
 

@@ -66,6 +66,9 @@ class LoioSettings:
     lnbnn_k: int = _opt(0, "With --local: weigh each correspondence by its distinctiveness "
                         "(LNBNN) against the k-th nearest descriptor of the photo's "
                         "shortlist; 0: count every correspondence as 1.")  # fmt: skip
+    foreground: float = _opt(1.0, "With --local: keep only the keypoints in this most attended "
+                             "fraction of each photo (the frozen backbone's attention: the "
+                             "animal, not the scene); 1: keep all.")  # fmt: skip
     upright: bool = _opt(False, "With --local: the photos are upright (flanks, faces), so "
                          "XFeat describes one copy, not four turned ones.")  # fmt: skip
 
@@ -82,6 +85,11 @@ class LoioSettings:
                     f"LOIO {f.name.replace('_', ' ')} {getattr(self, f.name)!r} is unknown: use "
                     f"one of {', '.join(choices)}."
                 )
+        if not 0 < self.foreground <= 1:
+            raise ReIDError(
+                f"LOIO foreground is {self.foreground}: give the fraction of each photo to keep, "
+                "more than 0 and at most 1."
+            )
         for name in ("test_fraction", "enroll_fraction", "target_fmr"):
             if not 0 < getattr(self, name) < 1:
                 raise ReIDError(

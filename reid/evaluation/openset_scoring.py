@@ -17,6 +17,7 @@ from sklearn.metrics import roc_curve
 
 from reid.evaluation.metrics import openset_metrics, softmax_openset_metrics
 from reid.gallery.openset import loo_trials_of, threshold_for_fmr
+from reid.gallery.threshold import TrialScores
 from reid.io.datasets import ImageRecord
 
 REFERENCE = "frozen backbone"  # the baseline every other method is paired with
@@ -39,6 +40,10 @@ class Method:
     probs: np.ndarray | None = None  # (N, C) softmax over ``classes``
     classes: list[str] = field(default_factory=list)
     pair_scores: PairScores | None = None
+    # leave-one-individual-out trials among gallery photos ``rows`` (labels, groups as indices)
+    # for a score whose rows depend on the whole gallery, so that removing an individual's
+    # columns (what loo_trials_of does) would not remove its influence; None: from ``sims``
+    loo_trials: Callable[[np.ndarray, np.ndarray, np.ndarray], TrialScores] | None = None
 
     def sims(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """(Q, G) similarity of photos ``rows`` to photos ``columns``."""
@@ -216,9 +221,12 @@ def _score_similarity(
         label_idx = np.unique(g_labels, return_inverse=True)[1]
         group_idx = np.unique(ev.groups[fold.gallery], return_inverse=True)[1]
         g = fold.gallery
-        impostors = loo_trials_of(
-            lambda r, c: m.sims(g[r], g[c]), label_idx, group_idx
-        ).impostor_scores
+        if m.loo_trials is not None:
+            impostors = m.loo_trials(g, label_idx, group_idx).impostor_scores
+        else:
+            impostors = loo_trials_of(
+                lambda r, c: m.sims(g[r], g[c]), label_idx, group_idx
+            ).impostor_scores
     threshold = threshold_for_fmr(impostors, target_fmr)
     row = openset_metrics(sims, g_labels, q_labels, threshold=threshold)
     # the top photo's individual is the rank-1 one (its score is the best)

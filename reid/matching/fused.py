@@ -27,6 +27,7 @@ from reid.gallery import ThresholdFit
 from reid.matching.calibration import PairCalibrator
 from reid.matching.fusion import fuse
 from reid.matching.local import LocalScorer, make_scorer
+from reid.matching.roles import Roles
 
 if TYPE_CHECKING:
     from reid.gallery import Gallery
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 COSINE = "cosine"
 FUSED = "fused"
 GLOBAL = "global"
-SCORERS = (GLOBAL, "sift", "xfeat", FUSED)  # what `reid match --scorer` accepts
+AUTO = "auto"
+SCORERS = (AUTO, GLOBAL, "sift", "xfeat", FUSED)  # what `reid match --scorer` accepts
 DEFAULT_SHORTLIST = 50  # gallery photos re-ranked per query (see docs/gallery.md: cost)
 FORMAT = 1
 
@@ -120,6 +122,7 @@ class FusedCalibration:
     at: str
     generation: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    roles: Roles | None = None  # which score names and which calls NEW by default (measured)
 
     def fit_for(self, name: str) -> ThresholdFit:
         """The threshold fit for ``fused`` or the local scorer's name."""
@@ -137,6 +140,7 @@ class FusedCalibration:
             "num_pairs": dict(self.num_pairs),
             "num_unknown_individuals": self.num_unknown_individuals, "at": self.at,
             "generation": self.generation, "extra": dict(self.extra),
+            "roles": None if self.roles is None else self.roles.to_dict(),
         }  # fmt: skip
         data["summary"] = {k: data[k] for k in ("scorer", "shortlist", "fits", "num_pairs")}
         return data
@@ -156,6 +160,7 @@ class FusedCalibration:
                 {k: int(v) for k, v in data["num_pairs"].items()},
                 int(data["num_unknown_individuals"]), str(data["at"]),
                 int(data.get("generation", 0)), dict(data.get("extra") or {}),
+                Roles.from_dict(data["roles"]) if data.get("roles") else None,
             )  # fmt: skip
         except (KeyError, TypeError) as exc:
             raise ValueError(f"incomplete fused calibration data ({exc!r})") from exc
@@ -213,13 +218,16 @@ def scorer_spec(name: str, **settings: Any) -> tuple[LocalScorer, dict[str, Any]
 class ScorerChoice:
     """How ``reid match`` scores: ``name`` (global | sift | xfeat | fused), the re-ranker
     (None: the search's cosine), the threshold to decide at (None: the gallery's cosine one),
-    the fused calibration used (None for global) and a one-line note for people ('' if none)."""
+    the fused calibration used (None for global) and a one-line note for people ('' if none);
+    ``decides``: the score whose threshold calls NEW (``auto`` may name by one, decide by
+    another)."""
 
     name: str
     reranker: Reranker | None = None
     threshold: float | None = None
     calibration: FusedCalibration | None = None
     note: str = ""
+    decides: str = GLOBAL  # the score the threshold is on: global | fused | sift | xfeat
 
 
 def choose_scorer(
@@ -231,32 +239,66 @@ def choose_scorer(
     workers: int = 2,
 ) -> ScorerChoice:
     """The scorer ``name`` for matching against ``gallery``: ``global`` (today's cosine),
-    ``fused``, or a local scorer alone (ranked by its calibrated probability); None picks
-    ``fused`` when the gallery holds a fused calibration, else ``global`` with a note.
-    ``shortlist``: gallery photos re-ranked per query (None: the calibrated size)."""
+    ``fused``, a local scorer alone (ranked by its calibrated probability), or ``auto`` (None):
+    what ``reid calibrate`` measured best on this gallery for each job, naming the individual
+    and calling NEW (:mod:`reid.matching.roles`; ``global`` when the gallery holds no fused
+    calibration, with a note). ``shortlist``: photos re-ranked per query (None: calibrated)."""
     from reid.matching.rerank import LocalReranker
 
     if name is not None and name not in SCORERS:
         raise ReIDError(f"--scorer {name!r} is not one of {', '.join(SCORERS)}.")
     fused = read_fused(gallery)
-    if name is None:
+    rank_by = decide_by = None
+    if name in (None, AUTO):
         if fused is None:
             return ScorerChoice(GLOBAL, note=_no_fusion_note(gallery))
-        name = FUSED
+        if fused.roles is None:  # calibrated before roles were measured
+            name = FUSED
+        else:
+            rank_by, decide_by = fused.roles.rank_by, fused.roles.decide_by
+            if rank_by == decide_by == GLOBAL:
+                return ScorerChoice(GLOBAL, calibration=fused, note=_roles_note(fused.roles))
+            name = AUTO
     if name == GLOBAL:
         return ScorerChoice(GLOBAL)
-    scorer = gallery_scorer(gallery, None if name == FUSED else name)
+    scorer = gallery_scorer(gallery, None if name in (FUSED, AUTO) else name)
     if fused is None:
         raise ReIDError(
             f"--scorer {name} needs a fused calibration of gallery {gallery.directory} (its "
             f"scores are calibrated probabilities); run `reid calibrate {gallery.directory} "
             "--model RUN` first, or match with --scorer global."
         )
+    threshold = fused.fit_for(name).threshold if name != AUTO else None
+    if name == AUTO:
+        # the global score deciding means the gallery's own cosine threshold (None here)
+        threshold = None if decide_by == GLOBAL else fused.fit_for(decide_by).threshold
     reranker = LocalReranker(
-        gallery, scorer, fused.fusion, rank_by=name, top_k=top_k,
-        shortlist=shortlist or fused.shortlist, workers=workers,
+        gallery, scorer, fused.fusion,
+        rank_by=_probability_name(rank_by) if rank_by else name,
+        decide_by=_probability_name(decide_by) if decide_by else None,
+        top_k=top_k, shortlist=shortlist or fused.shortlist, workers=workers,
     )  # fmt: skip
-    return ScorerChoice(name, reranker, fused.fit_for(name).threshold, fused)
+    note = _roles_note(fused.roles) if name == AUTO else ""
+    return ScorerChoice(name, reranker, threshold, fused, note, decide_by or name)
+
+
+def _probability_name(role: str) -> str:
+    """A role's score as the re-ranker names it (the global score is its ``cosine``)."""
+    return COSINE if role == GLOBAL else role
+
+
+def _roles_note(roles: Roles) -> str:
+    """What ``auto`` does on this gallery and why, in one line."""
+    q = roles.quality
+
+    def figures(name: str) -> str:
+        auroc = "–" if q[name].auroc is None else f"{q[name].auroc:.2f}"
+        return f"{name} rank-1 {q[name].rank1:.2f} AUROC {auroc}"
+
+    return (
+        f"note: auto scorer: {roles.rank_by} names the individual, {roles.decide_by} calls NEW "
+        f"(measured by reid calibrate on this gallery: {'; '.join(figures(n) for n in q)})."
+    )
 
 
 def _no_fusion_note(gallery: Gallery) -> str:
@@ -273,6 +315,7 @@ def _no_fusion_note(gallery: Gallery) -> str:
 
 
 __all__ = [
+    "AUTO",
     "COSINE",
     "DEFAULT_SHORTLIST",
     "FUSED",

@@ -13,6 +13,10 @@ gallery holds local features.
    the fused probability (and on the local scorer's alone), pairs outside the shortlists scoring
    0, impostors drawn from never-trained individuals where possible, as for the cosine threshold;
    :func:`reid.gallery.threshold.fit_threshold` at the target false-match rate.
+5. Roles (:mod:`reid.matching.roles`): the same trials' rank-1 and AUROC of the global cosine,
+   the fused probability and the local scorer's, and for each job (naming the individual,
+   calling NEW) the best of them, the global score winning ties: what ``reid match`` does by
+   default (``--scorer auto``).
 
 The calibrators and thresholds are fitted on the same pairs (the gallery has no others), so the
 rates printed are in-sample; the LOIO benchmark measures them held out.
@@ -34,12 +38,14 @@ from reid.matching.fused import (
     COSINE,
     DEFAULT_SHORTLIST,
     FUSED,
+    GLOBAL,
     FusedCalibration,
     FusionCalibration,
     gallery_scorer,
 )
 from reid.matching.local import LocalFeatures, LocalScorer
 from reid.matching.pairs import score_pairs
+from reid.matching.roles import TrialQuality, choose_roles, trial_quality
 
 if TYPE_CHECKING:
     from reid.gallery import Gallery
@@ -91,13 +97,15 @@ def calibrate_fused(
     fusion = FusionCalibration.fit({s: v[fit_on] for s, v in raw.items()}, same[fit_on])
     probs = fusion.probabilities(raw)
     scored = {FUSED: fusion.fuse(probs), scorer.name: probs[scorer.name]}
-    fits, pool, unknown = thresholds(inp, pairs, scored, queries, trained_individuals,
-                                     target_fmr)  # fmt: skip
+    fits, pool, unknown, quality = thresholds(inp, pairs, scored, queries, trained_individuals,
+                                              target_fmr)  # fmt: skip
+    roles = choose_roles(quality, GLOBAL)
     return FusedCalibration(
         scorer.name, dict((gallery.local_scorer_spec or {}).get("settings") or {}),
         str(gallery.local_fingerprint), gallery.model_fingerprint, int(shortlist), fusion,
         fits, pair_pool, pool, {"same": n_same, "different": n_diff}, unknown, utc_now(),
         inp.generation, {"num_queries": int(len(queries)), "num_scored_pairs": int(len(pairs))},
+        roles,
     )  # fmt: skip
 
 
@@ -173,29 +181,45 @@ def thresholds(
     queries: np.ndarray,
     trained: Collection[str] | None,
     target_fmr: float,
-) -> tuple[dict[str, ThresholdFit], str, int]:
+) -> tuple[dict[str, ThresholdFit], str, int, dict[str, TrialQuality]]:
     """The threshold of each pair probability in ``scored`` (name -> (P,) values of ``pairs``)
     by leave-one-individual-out trials of ``queries``; unscored pairs count 0. Returns the fits
-    by name, the unknown pool ("never-trained" | "trained" | "unspecified") and the number of
-    individuals in it."""
+    by name, the unknown pool ("never-trained" | "trained" | "unspecified"), the number of
+    individuals in it, and each score's trial rank-1 and AUROC, the global cosine's (over all
+    photos, not only the shortlists) included as ``global``: what :func:`choose_roles` needs."""
     from scipy.sparse import csr_matrix
 
     n = len(inp.image_ids)
     pool, mask = unknown_pool(inp.names, inp.labels[queries], trained)
-    fits = {}
+    fits, quality = {}, {}
+
+    def pooled(trials: TrialScores) -> TrialScores:
+        return TrialScores(trials.known_scores, trials.known_correct,
+                           trials.impostor_scores[mask])  # fmt: skip
+
     for name, values in scored.items():
         v = np.asarray(values, np.float32)
         r = np.r_[pairs[:, 0], pairs[:, 1]]
         c = np.r_[pairs[:, 1], pairs[:, 0]]
         matrix = csr_matrix((np.r_[v, v], (r, c)), shape=(n, n))
-        trials = loo_trials_of(
+        trials = pooled(loo_trials_of(
             lambda rows, cols, m=matrix: m[rows][:, cols].toarray(),
             inp.labels, inp.groups, score_mode="max", queries=queries,
-        )  # fmt: skip
-        trials = TrialScores(trials.known_scores, trials.known_correct,
-                             trials.impostor_scores[mask])  # fmt: skip
+        ))  # fmt: skip
         fits[name] = fit_threshold(trials, target_fmr)
-    return fits, pool, int(len(np.unique(inp.labels[queries][mask])))
+        quality[name] = trial_quality(trials)
+    vectors = inp.vectors
+    cosine = pooled(
+        loo_trials_of(
+            lambda rows, cols: vectors[rows] @ vectors[cols].T,
+            inp.labels,
+            inp.groups,
+            score_mode="max",
+            queries=queries,
+        )
+    )
+    quality[GLOBAL] = trial_quality(cosine)
+    return fits, pool, int(len(np.unique(inp.labels[queries][mask]))), quality
 
 
 __all__ = ["MAX_QUERIES", "NotEnoughPairs", "calibrate_fused", "shortlist_other_sightings"]

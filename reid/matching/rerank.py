@@ -96,7 +96,10 @@ class LocalReranker:
     search_photos``), the query's local features extracted once (its box, as the gallery's
     were), matched against each photo's stored features; every scorer's raw score calibrated to
     P(same) and fused (:class:`reid.matching.fused.FusionCalibration`). An individual scores its
-    best photo; ``rank_by`` is ``fused`` or the local scorer's name (its probability alone).
+    best photo; ``rank_by`` is ``fused``, ``cosine`` or the local scorer's name (its probability
+    alone). ``decide_by`` (None: ``rank_by``): the score whose best over the shortlist calls NEW
+    (``cosine``: the raw cosine, for the gallery's cosine threshold; otherwise a probability),
+    kept per query for :meth:`decision_score` (:mod:`reid.matching.roles`).
     Individuals with no photo in the shortlist are not candidates. ``evidence[probe_key(p)]``
     keeps each returned candidate's :class:`Evidence` (image id -> evidence) for match sheets.
     """
@@ -108,12 +111,15 @@ class LocalReranker:
         fusion: FusionCalibration,
         *,
         rank_by: str = "fused",
+        decide_by: str | None = None,
         top_k: int = 5,
         shortlist: int = 50,
         workers: int = 2,
         cache_photos: int = 2000,
     ) -> None:
         self.name = rank_by
+        self.decide_by = decide_by
+        self._decision: dict[tuple[str, Box | None], float] = {}
         self.gallery, self.scorer, self.fusion = gallery, scorer, fusion
         self.top_k, self.shortlist, self.workers = int(top_k), int(shortlist), int(workers)
         self.evidence: dict[tuple[str, Box | None], dict[int, Evidence]] = {}
@@ -138,6 +144,7 @@ class LocalReranker:
         photos = self.gallery.search_photos(
             probe.vector, model_fingerprint=self.gallery.model_fingerprint, k=self.shortlist
         )[0]
+        self._decision.pop(probe_key(probe), None)
         if not photos:
             return []
         query = self.query_features(probe)
@@ -148,6 +155,9 @@ class LocalReranker:
         probs = self.fusion.probabilities(raw)
         probs["fused"] = self.fusion.fuse(probs)
         ranking = probs[self.name]
+        if self.decide_by is not None:
+            deciding = raw["cosine"] if self.decide_by == "cosine" else probs[self.decide_by]
+            self._decision[probe_key(probe)] = float(np.max(deciding))
         order = np.lexsort((-raw["cosine"], -ranking))  # ties: the higher cosine first
         chosen: dict[str, int] = {}
         for i in order:
@@ -159,6 +169,11 @@ class LocalReranker:
             for i in best
         }  # fmt: skip
         return [replace(photos[i], score=float(ranking[i])) for i in best]
+
+    def decision_score(self, probe: Probe) -> float | None:
+        """The query's best ``decide_by`` score from its last :meth:`rescore` (None: the best
+        candidate's score decides, or the query had no shortlist)."""
+        return self._decision.get(probe_key(probe))
 
     def _gallery_features(self, image_ids: list[int]) -> dict[int, LocalFeatures | None]:
         """Decoded stored features of these photos (None: none stored), cached by image id."""
@@ -210,14 +225,17 @@ def rerank_and_decide(
     reranker: Reranker | None = None,
 ) -> list[Match]:
     """Rescore each query's candidates with ``reranker`` (None: keep the search's cosine
-    scores), then decide known / NEW at ``threshold``. One :class:`Match` per probe."""
+    scores), then decide known / NEW at ``threshold`` (on the re-ranker's ``decision_score``
+    of the query where it has one). One :class:`Match` per probe."""
     if len(probes) != len(candidates):
         raise ValueError(f"{len(probes)} probes but {len(candidates)} candidate lists")
     scorer = reranker or CosineScorer()
-    return [
-        decide(scorer.rescore(probe, found), threshold)
-        for probe, found in zip(probes, candidates, strict=True)
-    ]
+    apart = getattr(scorer, "decision_score", None)  # one score names, another calls NEW
+    out = []
+    for probe, found in zip(probes, candidates, strict=True):
+        ranked = scorer.rescore(probe, found)
+        out.append(decide(ranked, threshold, apart(probe) if apart is not None else None))
+    return out
 
 
 __all__ = [
