@@ -318,3 +318,14 @@ def test_loio_options_are_the_settings_fields_and_bad_values_are_named():
         LoioSettings(test_fraction=1.5)
     with pytest.raises(ReIDError, match="train photos 'most' is unknown"):
         LoioSettings(train_photos="most")
+
+
+def test_local_methods_are_also_paired_with_the_best_global_method():
+    from reid.evaluation.openset_scoring import REFERENCE, Accumulator
+
+    acc = Accumulator()
+    acc.global_methods |= {REFERENCE, "frozen + whitening"}
+    summary = {REFERENCE: {"auroc": 0.57}, "frozen + whitening": {"auroc": 0.61},
+               "fused": {"auroc": 0.9}}  # fmt: skip
+    assert acc.best_global(summary) == "frozen + whitening"  # fused is not a global method
+    assert Accumulator().best_global(summary) == REFERENCE

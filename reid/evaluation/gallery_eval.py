@@ -63,9 +63,11 @@ def enrolled_gallery(
     samples: Sequence[ImageRecord],
     *,
     detector: object | None = None,
+    local: str | None = None,
 ) -> tuple[Gallery, EnrollOutcome]:
     """A new gallery in ``folder`` (anything there is replaced) for ``embedder``'s model, with
-    ``samples`` enrolled (through ``detector``, as ``reid enroll --detector``, when given)."""
+    ``samples`` enrolled (through ``detector``, as ``reid enroll --detector``, when given; with
+    the ``local`` scorer's features, as ``reid enroll --local``, when given)."""
     from reid.pipeline import enroll_samples
 
     shutil.rmtree(folder, ignore_errors=True)
@@ -74,18 +76,40 @@ def enrolled_gallery(
         model_fingerprint=embedder.fingerprint,
         embedding_dim=embedder.loaded.embedding_dim,
     )
-    outcome = enroll_samples(gallery, samples, embedder, progress=False, detector=detector)
+    spec = None
+    if local is not None:
+        from reid.matching.fused import scorer_spec
+
+        spec = scorer_spec(local)
+    outcome = enroll_samples(gallery, samples, embedder, progress=False, detector=detector,
+                             local=spec)  # fmt: skip
     return gallery, outcome
 
 
 def query_gallery(
-    gallery: Gallery, embedder: Embedder, queries: Sequence[ImageRecord], *, top_k: int = 5
+    gallery: Gallery,
+    embedder: Embedder,
+    queries: Sequence[ImageRecord],
+    *,
+    top_k: int = 5,
+    scorer: str | None = None,
 ) -> GalleryAnswers:
     """Embed ``queries`` (cropped to their ``box`` where they have one) and ask ``gallery`` who
-    each one is, at its calibrated threshold if it has one."""
+    each one is, at its calibrated threshold if it has one; ``scorer``: as ``reid match
+    --scorer`` (None: the cosine search alone, as ``Gallery.identify``)."""
     emb = embedder.embed_paths([q.path for q in queries], [q.box for q in queries],
                                progress=False)  # fmt: skip
-    found = gallery.identify(emb.embeddings, model_fingerprint=embedder.fingerprint, top_k=top_k)
+    if scorer is None:
+        found = gallery.identify(emb.embeddings, model_fingerprint=embedder.fingerprint,
+                                 top_k=top_k)  # fmt: skip
+    else:
+        from reid.matching import Probe
+        from reid.pipeline import MatchOptions, identify_probes, resolve_scorer
+
+        opts, _ = resolve_scorer(gallery, MatchOptions(top_k=top_k, scorer=scorer))
+        probes = [Probe(queries[i].path, v, queries[i].box)
+                  for i, v in zip(emb.indices, emb.embeddings, strict=True)]  # fmt: skip
+        found = identify_probes(gallery, probes, embedder.fingerprint, opts)
     matches: list = [None] * len(queries)
     for i, m in zip(emb.indices, found, strict=True):
         matches[i] = m

@@ -101,6 +101,7 @@ def _scenario_lines(scenario: str, sc: dict[str, Any]) -> list[str]:
     for name, r in sc["summary"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(r, k) for k in HEADLINE) + " |")
     lines += _paired_lines(sc.get("paired", {}))
+    lines += _paired_lines(sc.get("paired_best_global", {}))
     if sc["by_condition"].get("ours"):
         lines += ["", "By lighting condition of the query photo (`ours`; mixed = all):", "",
                   "| condition | AUROC | rank-1 | BAKS | BAUS |",

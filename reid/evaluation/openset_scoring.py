@@ -87,11 +87,13 @@ class Accumulator:
         # method -> known query row -> its top-1 hit in each fold it was queried in
         self.hits: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
         self.animal_of: dict[int, str] = {}  # known query row -> its animal (bootstrap cluster)
+        self.global_methods: set[str] = set()  # methods scoring by an embedding's cosine
 
     def result(self) -> dict[str, Any]:
         conditions = sorted({c for rows in self.per_fold.values() for r in rows
                              for c in r["by_condition"]})  # fmt: skip
         summary = {name: _mean_rows(rows) for name, rows in self.per_fold.items()}
+        best = self.best_global(summary)
         for name, parts in self.pooled.items():
             summary.setdefault(name, {}).update(_pooled_tpr(parts))
         return {
@@ -112,7 +114,14 @@ class Accumulator:
             },  # fmt: skip
             "roc": {name: _pooled_roc(parts) for name, parts in self.pooled.items()},
             "paired": self.paired(),
+            "paired_best_global": self.paired(best) if best != REFERENCE else {},
         }
+
+    def best_global(self, summary: dict[str, dict[str, Any]]) -> str:
+        """The global (embedding) method with the highest mean AUROC: the one the local and
+        fused methods must also beat (REFERENCE when there is no other)."""
+        scored = [(summary[n].get("auroc") or 0.0, n) for n in self.global_methods if n in summary]
+        return max(scored)[1] if scored else REFERENCE
 
     def paired(self, reference: str = REFERENCE) -> dict[str, dict[str, Any]]:
         """Each similarity method minus ``reference`` on the same queries and folds: rank-1
@@ -214,6 +223,8 @@ def _score_similarity(
     """The fold's metrics row (with ``by_condition``) and each query's score (Q,); records
     the known queries' top-1 hits in ``acc`` for the paired comparison."""
     q_labels, g_labels = ev.labels[fold.queries], ev.labels[fold.gallery]
+    if m.vectors is not None:
+        acc.global_methods.add(m.name)
     sims = m.sims(fold.queries, fold.gallery)
     if newcomers is not None and len(newcomers):
         impostors = m.sims(newcomers, fold.gallery).max(1)

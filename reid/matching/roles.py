@@ -34,9 +34,9 @@ from sklearn.metrics import roc_auc_score
 from reid.gallery.threshold import TrialScores, loo_trials_of
 
 PairScores = Callable[[np.ndarray, np.ndarray], np.ndarray]
-RANK_WEIGHT = 1e-3  # how much the ranking score moves the decision score in ranked_decided:
-# small against the spread of decision scores, large enough that float32 (what the evaluation
-# keeps) still orders ranking scores 1e-4 apart
+RANK_WEIGHT = 1e-3  # in ranked_decided, how far below the best candidate the others fall per
+# unit of ranking score: large enough that float32 (what the evaluation keeps) still orders
+# ranking scores 1e-4 apart; the best candidate keeps the decision score exactly
 
 
 @dataclass(frozen=True)
@@ -158,19 +158,23 @@ def combined_trials(rank: TrialScores, decide: TrialScores) -> TrialScores:
 
 
 def ranked_decided(rank: PairScores, decide: PairScores, groups: np.ndarray) -> PairScores:
-    """A pair score that ranks by ``rank`` and decides by ``decide``: each query row becomes its
-    best ``decide`` score over the columns (photos of the query's own sighting group left out,
-    as every trial leaves them out) plus ``RANK_WEIGHT`` x ``rank``. The per-individual maximum
-    then orders individuals by ``rank`` (the row constant is common) and the best one's score is
-    ``decide``'s best to within ``RANK_WEIGHT``: rank-1 is ``rank``'s, known-vs-unknown is
-    ``decide``'s. ``rank``, ``decide``: (rows (Q,), columns (G,)) -> (Q, G); ``groups`` (N,)."""
+    """A pair score that ranks by ``rank`` and decides by ``decide``: the pair (q, c) scores
+    ``D(q) - RANK_WEIGHT x (R(q) - rank(q, c))``, where D(q) is q's best ``decide`` score and
+    R(q) its best ``rank`` score over the columns (photos of the query's own sighting group
+    left out, as every trial leaves them out). The per-individual maximum then orders
+    individuals by ``rank``, and the best one scores exactly D(q): rank-1 is ``rank``'s,
+    known-vs-unknown is ``decide``'s. ``rank``, ``decide``: (rows (Q,), columns (G,)) -> (Q, G);
+    ``groups`` (N,)."""
 
     def pair_scores(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        d = np.array(decide(rows, columns), dtype=np.float64)
-        d[groups[rows][:, None] == groups[columns][None, :]] = -np.inf
-        top = d.max(axis=1, initial=-np.inf, keepdims=True)  # (Q, 1)
-        r = np.asarray(rank(rows, columns), dtype=np.float64)
-        return (np.where(np.isfinite(top), top, 0.0) + RANK_WEIGHT * r).astype(np.float64)
+        own = groups[rows][:, None] == groups[columns][None, :]
+        d = np.where(own, -np.inf, np.asarray(decide(rows, columns), dtype=np.float64))
+        r = np.where(own, -np.inf, np.asarray(rank(rows, columns), dtype=np.float64))
+        top_d = d.max(axis=1, initial=-np.inf, keepdims=True)  # (Q, 1)
+        top_r = r.max(axis=1, initial=-np.inf, keepdims=True)
+        gap = np.where(np.isfinite(r), top_r - r, np.inf)  # >= 0; own sighting: never best
+        score = np.where(np.isfinite(top_d), top_d, 0.0) - RANK_WEIGHT * np.minimum(gap, 1e3)
+        return score
 
     return pair_scores
 
