@@ -68,8 +68,12 @@ def test_local_scorer_names_turned_heads_a_blind_global_score_cannot(tmp_path):
         records, labels, groups, blind, test_rows=test_rows, calibration_rows=cal_rows,
         scorers=["sift"], shortlist=n, upright=False, work=tmp_path / "work",
     )  # fmt: skip
-    sift, fused, stacked = methods
+    sift, fused, stacked, guarded = methods
     assert sift.name == "sift" and fused.name.startswith("fused")
+    # against a blind global score, local evidence takes both jobs in the calibration trials
+    assert report.roles["rank_by"] != "frozen" and report.roles["decide_by"] != "frozen"
+    assert guarded.name == (f"guarded (rank: {report.roles['rank_by']}; "
+                            f"NEW: {report.roles['decide_by']})")  # fmt: skip
     assert stacked.name.startswith("stacked") and report.stacking_weights["sift"] > 0
     # each test photo's best other test photo is the same individual's, at any rotation
     sims = sift.sims(test_rows, test_rows)

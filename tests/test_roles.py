@@ -52,6 +52,12 @@ def test_choose_roles_prefers_fallback_on_ties_and_takes_strict_winners():
     assert (roles.rank_by, roles.decide_by) == ("global", "fused")
     q["sift"] = TrialQuality(0.6, 0.5, 10, 10)
     assert choose_roles(q, "global").rank_by == "sift"
+    q["sift"] = TrialQuality(0.51, 0.71, 10, 10)  # better, but within the margin: noise
+    assert (choose_roles(q, "global").rank_by, choose_roles(q, "global").decide_by) == (
+        "global",
+        "fused",
+    )
+    assert choose_roles(q, "global", margin=0.0).rank_by == "sift"
     with pytest.raises(ValueError, match="fallback"):
         choose_roles({"fused": q["fused"]}, "global")
     again = Roles.from_dict(roles.to_dict())

@@ -167,8 +167,8 @@ def _roles_lines(roles: dict[str, Any]) -> list[str]:
         "",
         f"`guarded` names the individual by **{roles['rank_by']}** and calls NEW by "
         f"**{roles['decide_by']}**: each the best of these scores in leave-one-individual-out "
-        "trials among the calibration photos (trained individuals; the frozen backbone wins "
-        "ties):",
+        "trials among the calibration photos (trained individuals; the frozen backbone keeps a "
+        "job unless another score beats it by more than 0.02):",
         "",
         "| score | trial rank-1 | trial AUROC |",
         "| --- | --- | --- |",
