@@ -71,3 +71,13 @@ def test_keep_foreground_refuses_a_bad_fraction_and_masked_all_keeps_none():
     out = masked_all([None, feats], heat_of, keep=0.5)
     assert out[0] is None and len(out[1]) == 1
     assert asked == [[1]]
+
+
+def test_keep_foreground_keeps_the_strongest_budget_on_the_object():
+    heat = np.zeros((8, 8), np.float32)
+    heat[:4] = 1.0  # the top half is the object
+    xy = [(10, 5), (10, 50), (20, 10), (30, 20), (50, 60)]  # 3 on the object
+    feats = _features(xy)  # scores strongest first: 1.0, 0.75, 0.5, 0.25, 0.0
+    kept = keep_foreground(feats, heat, keep=0.5, max_keypoints=2)
+    assert kept.keypoints.tolist() == [[10, 5], [20, 10]]
+    assert len(keep_foreground(feats, heat, keep=1.0, max_keypoints=2)) == 2

@@ -62,6 +62,8 @@ class LocalReport:
     lnbnn_k: int = 0
     reliability_png: str = ""
     roles: dict[str, Any] = field(default_factory=dict)
+    foreground: float = 1.0
+    oversample: int = 1
 
 
 def local_methods(
@@ -78,6 +80,7 @@ def local_methods(
     work: Path,
     lnbnn_k: int = 0,
     foreground: float = 1.0,
+    oversample: int = 1,
     heat_of: Callable[[list[int]], np.ndarray] | None = None,
     enrolled: np.ndarray | None = None,
     progress: bool = False,
@@ -95,12 +98,14 @@ def local_methods(
         lnbnn_k: > 0: each correspondence weighted by LNBNN against the photo's shortlist
             (normaliser: the k-th nearest pooled descriptor; see ``pairs.lnbnn_normalisers``).
         foreground: < 1: keep only each photo's keypoints in this most attended fraction of it
-            (:mod:`reid.matching.local.foreground`); ``heat_of(rows)`` gives the (len(rows), h,
-            w) attention maps of photos ``rows``.
+            (:mod:`reid.matching.local.foreground`), from ``oversample`` times the usual number
+            extracted, the usual number at most; ``heat_of(rows)`` gives the (len(rows), h, w)
+            attention maps of photos ``rows``.
         enrolled: (N,) bool, the photos the protocol enrolls (the rest are later queries): the
             ``guarded`` method's trials among calibration photos follow the same split.
     """
-    report = LocalReport(list(scorers), int(shortlist), lnbnn_k=int(lnbnn_k))
+    report = LocalReport(list(scorers), int(shortlist), lnbnn_k=int(lnbnn_k),
+                         foreground=float(foreground), oversample=int(oversample))  # fmt: skip
     n = len(samples)
     test_pairs = shortlist_pairs(global_vectors, test_rows, shortlist)
     cal_pairs = shortlist_pairs(global_vectors, calibration_rows, shortlist)
@@ -109,6 +114,11 @@ def local_methods(
     raw = {COSINE: np.einsum("pd,pd->p", global_vectors[pairs[:, 0]], global_vectors[pairs[:, 1]])}
     for name in scorers:
         settings = {"rotations": 1} if (upright and name == "xfeat") else {}
+        budget = None
+        if foreground < 1 and oversample > 1:  # more extracted, the usual number kept on the animal
+            key = "n_features" if name == "sift" else "top_k"
+            budget = int(getattr(make_scorer(name, **settings), key))
+            settings[key] = budget * oversample
         scorer = make_scorer(name, **settings)
         t0 = time.perf_counter()
         rows = np.unique(pairs)
@@ -118,7 +128,8 @@ def local_methods(
         for i, f in zip(rows, found, strict=True):
             features[int(i)] = f
         if foreground < 1 and heat_of is not None:
-            features = masked_all(features, _cached_heat(heat_of, samples, work), foreground)
+            features = masked_all(features, _cached_heat(heat_of, samples, work), foreground,
+                                  max_keypoints=budget)  # fmt: skip
         t1 = time.perf_counter()
         normalisers = None
         if lnbnn_k > 0:

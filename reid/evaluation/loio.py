@@ -228,6 +228,7 @@ def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
         calibration_rows=np.array(cal_rows), scorers=run.settings.local_scorers,
         shortlist=run.settings.shortlist, upright=run.settings.upright, work=run.work,
         lnbnn_k=run.settings.lnbnn_k, foreground=run.settings.foreground,
+        oversample=run.settings.oversample,
         enrolled=np.isin(np.arange(len(split.samples)), ev.enroll),
         heat_of=_attention_of(run.cfg, split.samples) if run.settings.foreground < 1 else None,
         progress=run.progress, log=run.log,

@@ -139,6 +139,17 @@ def _local_lines(local: dict[str, Any]) -> list[str]:
             if local.get("lnbnn_k")
             else ""
         )  # fmt: skip
+        + (
+            f"; only keypoints in the {local['foreground']:.0%} of each photo the frozen "
+            "backbone attends to most"
+            + (
+                f", from {local['oversample']}x the usual number extracted"
+                if local.get("oversample", 1) > 1
+                else ""
+            )
+            if local.get("foreground", 1.0) < 1
+            else ""
+        )  # fmt: skip
         + "). "
         "Each scorer's pair score, the frozen cosine included, is calibrated to P(same) "
         f"(isotonic) on pairs of trained individuals' photos ({cal['same']} same, "

@@ -69,6 +69,8 @@ class LoioSettings:
     foreground: float = _opt(1.0, "With --local: keep only the keypoints in this most attended "
                              "fraction of each photo (the frozen backbone's attention: the "
                              "animal, not the scene); 1: keep all.")  # fmt: skip
+    oversample: int = _opt(1, "With --foreground: extract this many times the usual number of "
+                           "keypoints, keep at most the usual number on the animal.")  # fmt: skip
     upright: bool = _opt(False, "With --local: the photos are upright (flanks, faces), so "
                          "XFeat describes one copy, not four turned ones.")  # fmt: skip
 
@@ -85,6 +87,8 @@ class LoioSettings:
                     f"LOIO {f.name.replace('_', ' ')} {getattr(self, f.name)!r} is unknown: use "
                     f"one of {', '.join(choices)}."
                 )
+        if self.oversample < 1:
+            raise ReIDError(f"LOIO oversample is {self.oversample}: give a whole number >= 1.")
         if not 0 < self.foreground <= 1:
             raise ReIDError(
                 f"LOIO foreground is {self.foreground}: give the fraction of each photo to keep, "

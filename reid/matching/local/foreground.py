@@ -81,17 +81,28 @@ def heat_at(heat: np.ndarray, xy: np.ndarray, size: tuple[int, int]) -> np.ndarr
 
 
 def keep_foreground(
-    features: LocalFeatures, heat: np.ndarray, keep: float = DEFAULT_KEEP
+    features: LocalFeatures,
+    heat: np.ndarray,
+    keep: float = DEFAULT_KEEP,
+    max_keypoints: int | None = None,
 ) -> LocalFeatures:
     """``features`` without the keypoints that lie outside the ``keep`` (0-1] most attended
-    fraction of the region. ``heat``: (h, w) attention over the region ``features.size``."""
+    fraction of the region, then (``max_keypoints``) only the strongest that many of those: an
+    extractor asked for more keypoints than usual keeps its usual budget on the animal.
+    ``heat``: (h, w) attention over the region ``features.size``."""
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], not {keep}")
-    if keep == 1 or not len(features) or heat.max() <= heat.min():
-        return features  # nothing to drop, or a flat map that tells nothing
-    level = np.quantile(heat, 1 - keep)
-    value = heat_at(heat, features.keypoints, features.size)
-    inside = (value >= level) & (value > heat.min())  # the least attended level never counts
+    inside = np.ones(len(features), dtype=bool)
+    if keep < 1 and len(features) and heat.max() > heat.min():  # a flat map tells nothing
+        level = np.quantile(heat, 1 - keep)
+        value = heat_at(heat, features.keypoints, features.size)
+        inside = (value >= level) & (value > heat.min())  # the least attended level never counts
+    if max_keypoints is not None and inside.sum() > max_keypoints:
+        strongest = np.argsort(-np.where(inside, features.scores, -np.inf), kind="stable")
+        inside = np.zeros(len(features), dtype=bool)
+        inside[strongest[:max_keypoints]] = True
+    if inside.all():
+        return features
     views = None if features.views is None else features.views[inside]
     return replace(
         features,
@@ -106,6 +117,7 @@ def masked_all(
     features: Sequence[LocalFeatures | None],
     heat_of: Callable[[list[int]], np.ndarray],
     keep: float = DEFAULT_KEEP,
+    max_keypoints: int | None = None,
 ) -> list[LocalFeatures | None]:
     """:func:`keep_foreground` over a list (None stays None); ``heat_of(rows)`` gives the
     (len(rows), h, w) maps of the photos at those positions."""
@@ -113,8 +125,14 @@ def masked_all(
     maps = heat_of(rows) if rows else np.zeros((0, 1, 1), np.float32)
     out: list[LocalFeatures | None] = list(features)
     for i, heat in zip(rows, maps, strict=True):
-        out[i] = keep_foreground(features[i], heat, keep)
+        out[i] = keep_foreground(features[i], heat, keep, max_keypoints)
     return out
 
 
-__all__ = ["DEFAULT_KEEP", "attention_maps", "heat_at", "keep_foreground", "masked_all"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "attention_maps",
+    "heat_at",
+    "keep_foreground",
+    "masked_all",
+]
