@@ -286,6 +286,8 @@ def calibrate(
 def _calibrate_report(info: dict[str, Any], fused: Any, why: str) -> str:
     """The cosine calibration line, then the fused one with rank-1 of both (or why fusion was
     not calibrated)."""
+    from reid.matching.roles import MARGIN
+
     lines = [calibration_line(info)]
     if fused is not None:
         lines.append(calibration_line({**info, "calibration": fused_summary(fused, "fused")}))
@@ -295,6 +297,12 @@ def _calibrate_report(info: dict[str, Any], fused: Any, why: str) -> str:
             f"calibration fitted on {fused.num_pairs['same']} same-individual and "
             f"{fused.num_pairs['different']} different-individual pairs ({fused.pair_pool})"
         )
+        if fused.roles is not None:
+            lines.append(
+                f"reid match (--scorer auto) will name individuals by {fused.roles.rank_by} and "
+                f"call NEW by {fused.roles.decide_by}: the best of each on these trials, the "
+                f"global score keeping a job unless another beats it by more than {MARGIN}"
+            )
     elif why:
         lines.append(why)
     return "\n".join(lines)

@@ -46,6 +46,8 @@ def fused_gallery(tmp_path_factory, tiny_run, tiny_data) -> Path:
     assert re.search(r"^fused P\(same\) threshold \(cosine \+ sift, 50 nearest photos\) "
                      r"0\.\d{3}: target false-match rate 10\.0%", out, re.M)  # fmt: skip
     assert "rank-1 on the gallery: fused" in out
+    assert re.search(r"^reid match \(--scorer auto\) will name individuals by \w+ and call NEW "
+                     r"by \w+", out, re.M)  # fmt: skip
     return gallery
 
 

@@ -216,7 +216,7 @@ def scorer_spec(name: str, **settings: Any) -> tuple[LocalScorer, dict[str, Any]
 # ------------------------------------------------------------------ --scorer -> re-ranker
 @dataclass
 class ScorerChoice:
-    """How ``reid match`` scores: ``name`` (global | sift | xfeat | fused), the re-ranker
+    """How ``reid match`` scores: ``name`` (auto | global | sift | xfeat | fused), the re-ranker
     (None: the search's cosine), the threshold to decide at (None: the gallery's cosine one),
     the fused calibration used (None for global) and a one-line note for people ('' if none);
     ``decides``: the score whose threshold calls NEW (``auto`` may name by one, decide by
