@@ -44,6 +44,9 @@ def loio_cmd(
     local: Annotated[str, _loio_opt("local")] = _LOIO.local,
     shortlist: Annotated[int, _loio_opt("shortlist")] = _LOIO.shortlist,
     upright: Annotated[bool, _loio_opt("upright")] = _LOIO.upright,
+    lnbnn_k: Annotated[int, _loio_opt("lnbnn_k")] = _LOIO.lnbnn_k,
+    foreground: Annotated[float, _loio_opt("foreground")] = _LOIO.foreground,
+    oversample: Annotated[int, _loio_opt("oversample")] = _LOIO.oversample,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -60,7 +63,8 @@ def loio_cmd(
         mode=mode, folds=folds, test_fraction=test_fraction, enroll_fraction=enroll_fraction,
         train_photos=train_photos, target_fmr=target_fmr, softmax_threshold=softmax_threshold,
         seed=seed, baselines=baselines, classifier_baseline=classifier_baseline, train=train,
-        local=local, shortlist=shortlist, upright=upright,
+        local=local, shortlist=shortlist, upright=upright, lnbnn_k=lnbnn_k,
+        foreground=foreground, oversample=oversample,
     )  # fmt: skip
     cfg = load_config(config, [f"train.seed={seed}", *(set_ or [])])
     result = run_loio(read_dataset(data), cfg, settings, out / "runs", progress=not quiet,

@@ -329,3 +329,14 @@ def test_local_methods_are_also_paired_with_the_best_global_method():
                "fused": {"auroc": 0.9}}  # fmt: skip
     assert acc.best_global(summary) == "frozen + whitening"  # fused is not a global method
     assert Accumulator().best_global(summary) == REFERENCE
+
+
+def test_every_loio_setting_is_a_reid_benchmark_loio_option():
+    import inspect
+    from dataclasses import fields
+
+    from reid.cli.benchmark_cmds import loio_cmd
+    from reid.evaluation.loio_settings import LoioSettings
+
+    options = set(inspect.signature(loio_cmd).parameters)
+    assert {f.name for f in fields(LoioSettings)} <= options
