@@ -86,3 +86,33 @@ def test_local_scorer_names_turned_heads_a_blind_global_score_cannot(tmp_path):
     assert 0.0 <= p.min() and p.max() <= 1.0
     assert p[same & off].mean() > 0.5 > p[~same].mean()
     assert report.ece_held_out["fused"] <= 0.15 and Path(report.reliability_png).is_file()
+
+
+def test_foreground_mask_reaches_the_local_scores(tmp_path):
+    """With --foreground the keypoints outside the attended part are dropped before matching:
+    a map that attends to nothing of the head (a corner) leaves fewer correspondences."""
+    records = _photos(tmp_path)
+    n = len(records)
+    labels = np.array([r.individual for r in records], dtype=object)
+    groups = np.array([f"{r.individual}/{r.sighting}" for r in records], dtype=object)
+    vectors = np.random.default_rng(1).normal(size=(n, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def corner(rows: list[int]) -> np.ndarray:
+        maps = np.zeros((len(rows), 8, 8), np.float32)
+        maps[:, :2, :2] = 1.0  # one corner, away from the head in the middle
+        return maps
+
+    def run(**extra):
+        methods, report = local_methods(
+            records, labels, groups, vectors, test_rows=np.arange(n // 2),
+            calibration_rows=np.arange(n // 2, n), scorers=["sift"], shortlist=n,
+            upright=False, work=tmp_path / "work", **extra,
+        )  # fmt: skip
+        sims = methods[0].sims(np.arange(n), np.arange(n))
+        return float(np.floor(sims).sum()), report
+
+    full, _ = run()
+    masked, report = run(foreground=0.1, heat_of=corner, heat_key="corner")
+    assert report.foreground == 0.1 and masked < 0.5 * full
+    assert list((tmp_path / "work" / "local_cache").glob("attention_*.npy"))

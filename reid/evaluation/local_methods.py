@@ -82,6 +82,7 @@ def local_methods(
     foreground: float = 1.0,
     oversample: int = 1,
     heat_of: Callable[[list[int]], np.ndarray] | None = None,
+    heat_key: str = "",
     enrolled: np.ndarray | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
@@ -100,7 +101,8 @@ def local_methods(
         foreground: < 1: keep only each photo's keypoints in this most attended fraction of it
             (:mod:`reid.matching.local.foreground`), from ``oversample`` times the usual number
             extracted, the usual number at most; ``heat_of(rows)`` gives the (len(rows), h, w)
-            attention maps of photos ``rows``.
+            attention maps of photos ``rows``; ``heat_key`` names the model that draws them (the
+            maps are cached under it).
         enrolled: (N,) bool, the photos the protocol enrolls (the rest are later queries): the
             ``guarded`` method's trials among calibration photos follow the same split.
     """
@@ -128,8 +130,8 @@ def local_methods(
         for i, f in zip(rows, found, strict=True):
             features[int(i)] = f
         if foreground < 1 and heat_of is not None:
-            features = masked_all(features, _cached_heat(heat_of, samples, work), foreground,
-                                  max_keypoints=budget)  # fmt: skip
+            heat = _cached_heat(heat_of, samples, work, heat_key)
+            features = masked_all(features, heat, foreground, max_keypoints=budget)
         t1 = time.perf_counter()
         normalisers = None
         if lnbnn_k > 0:
@@ -190,8 +192,9 @@ def _guarded(
     """The ``guarded`` method: the score that names the individual and the one that calls NEW
     chosen separately (:mod:`reid.matching.roles`) by leave-one-individual-out trials among the
     calibration photos (trained individuals, never queried here; their later photos querying
-    their enrolled ones, as the folds do), the frozen backbone winning ties, so that local
-    evidence is used only for the job it did better on other individuals."""
+    their enrolled ones, as the folds do), the frozen backbone keeping a job unless another
+    score beats it by more than ``roles.MARGIN``, so that local evidence is used only for the
+    job it did better on other individuals."""
     frozen = Method("frozen", "similarity", vectors=global_vectors)
     # learned global methods (the whitened backbone) are fitted on these very photos, so their
     # trials would be in-sample: the frozen cosine is the global candidate
@@ -245,13 +248,17 @@ def _cached_scores(
 
 
 def _cached_heat(
-    heat_of: Callable[[list[int]], np.ndarray], samples: Sequence[ImageRecord], work: Path
+    heat_of: Callable[[list[int]], np.ndarray],
+    samples: Sequence[ImageRecord],
+    work: Path,
+    model_key: str,
 ) -> Callable[[list[int]], np.ndarray]:
-    """``heat_of`` remembered in ``work/local_cache`` per photo path (one file per set of
-    photos asked for)."""
+    """``heat_of`` remembered in ``work/local_cache`` under ``model_key`` and the photo paths
+    (one file per set of photos asked for)."""
 
     def cached(rows: list[int]) -> np.ndarray:
-        key = hashlib.sha1("\n".join(str(samples[i].path) for i in rows).encode()).hexdigest()
+        names = "\n".join([model_key, *(str(samples[i].path) for i in rows)])
+        key = hashlib.sha1(names.encode()).hexdigest()
         file = work / "local_cache" / f"attention_{key[:16]}.npy"
         if file.is_file():
             return np.load(file)

@@ -231,6 +231,7 @@ def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
         oversample=run.settings.oversample,
         enrolled=np.isin(np.arange(len(split.samples)), ev.enroll),
         heat_of=_attention_of(run.cfg, split.samples) if run.settings.foreground < 1 else None,
+        heat_key=f"{run.cfg.model.backbone}-{run.cfg.model.pretrained}-{run.cfg.data.input_size}",
         progress=run.progress, log=run.log,
     )  # fmt: skip
     run.local_report = report_dict(report)
