@@ -268,10 +268,9 @@ def choose_scorer(
             f"scores are calibrated probabilities); run `reid calibrate {gallery.directory} "
             "--model RUN` first, or match with --scorer global."
         )
-    threshold = fused.fit_for(name).threshold if name != AUTO else None
-    if name == AUTO:
-        # the global score deciding means the gallery's own cosine threshold (None here)
-        threshold = None if decide_by == GLOBAL else fused.fit_for(decide_by).threshold
+    # the global score deciding means the gallery's own cosine threshold (None here)
+    deciding = decide_by or name
+    threshold = None if deciding == GLOBAL else fused.fit_for(deciding).threshold
     reranker = LocalReranker(
         gallery, scorer, fused.fusion,
         rank_by=_probability_name(rank_by) if rank_by else name,
@@ -279,7 +278,7 @@ def choose_scorer(
         top_k=top_k, shortlist=shortlist or fused.shortlist, workers=workers,
     )  # fmt: skip
     note = _roles_note(fused.roles) if name == AUTO else ""
-    return ScorerChoice(name, reranker, threshold, fused, note, decide_by or name)
+    return ScorerChoice(name, reranker, threshold, fused, note, deciding)
 
 
 def _probability_name(role: str) -> str:

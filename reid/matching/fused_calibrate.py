@@ -15,8 +15,8 @@ gallery holds local features.
    :func:`reid.gallery.threshold.fit_threshold` at the target false-match rate.
 5. Roles (:mod:`reid.matching.roles`): the same trials' rank-1 and AUROC of the global cosine,
    the fused probability and the local scorer's, and for each job (naming the individual,
-   calling NEW) the best of them, the global score winning ties: what ``reid match`` does by
-   default (``--scorer auto``).
+   calling NEW) the best of them, the global score keeping a job unless another beats it by
+   more than ``roles.MARGIN``: what ``reid match`` does by default (``--scorer auto``).
 
 The calibrators and thresholds are fitted on the same pairs (the gallery has no others), so the
 rates printed are in-sample; the LOIO benchmark measures them held out.
@@ -44,7 +44,7 @@ from reid.matching.fused import (
     gallery_scorer,
 )
 from reid.matching.local import LocalFeatures, LocalScorer
-from reid.matching.pairs import score_pairs
+from reid.matching.pairs import as_pairs, nearest_columns, score_pairs
 from reid.matching.roles import TrialQuality, choose_roles, trial_quality
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from reid.gallery.local import PairInputs
 
 MAX_QUERIES = 2000  # photos whose shortlists are scored; above, a seeded sample
-ROWS_PER_CHUNK = 512  # query rows per similarity block while shortlisting
 
 
 class NotEnoughPairs(ReIDError):
@@ -114,23 +113,8 @@ def shortlist_other_sightings(
 ) -> np.ndarray:
     """(P, 2) int64 unique pairs (i < j): each query row with its ``size`` most similar rows
     of other sighting groups. vectors: (N, D) float32 unit rows; groups: (N,); queries: (Q,)."""
-    n = len(vectors)
-    found = []
-    for begin in range(0, len(queries), ROWS_PER_CHUNK):
-        rows = queries[begin : begin + ROWS_PER_CHUNK]
-        sims = vectors[rows] @ vectors.T  # (C, N)
-        sims[groups[rows][:, None] == groups[None, :]] = -np.inf  # own sighting and self
-        k = min(int(size), n - 1)
-        if k < 1:
-            break
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (C, k)
-        keep = np.isfinite(np.take_along_axis(sims, nearest, axis=1))
-        a = np.repeat(rows, k).reshape(len(rows), k)[keep]
-        found.append(np.stack([a, nearest[keep]], axis=1))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    both = np.concatenate(found).astype(np.int64)
-    return np.unique(np.sort(both, axis=1), axis=0)
+    nearest = nearest_columns(vectors, queries, np.arange(len(vectors)), size, groups)
+    return as_pairs(queries, nearest)
 
 
 def score_gallery_pairs(

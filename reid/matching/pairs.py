@@ -3,7 +3,8 @@ the global embedding, match the shortlisted pairs.
 
 What a benchmark or a gallery calibration needs: ``extract_all`` (one :class:`LocalFeatures` per
 photo, None where the photo could not be read), ``shortlist_pairs`` (each photo's ``size`` most
-similar others by cosine: the pairs a re-ranker would ever see), ``score_pairs`` (the verified
+similar others by cosine: the pairs a re-ranker would ever see; ``nearest_columns`` is the rule
+underneath), ``score_pairs`` (the verified
 correspondence count of each pair) and ``pair_matrix`` (those counts as an (N, N) matrix, NaN
 where a pair was not scored).
 """
@@ -66,36 +67,71 @@ def extract_all(
         )
 
 
+ROWS_PER_CHUNK = 512  # query rows per similarity block
+
+
+def nearest_columns(
+    vectors: np.ndarray,
+    rows: Sequence[int],
+    columns: Sequence[int],
+    size: int,
+    groups: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Each row's ``size`` most similar ``columns`` by cosine (unordered), the row itself left
+    out and, with ``groups`` (N,), every photo of its own sighting group: one int64 array of
+    photo indices per row (shorter where fewer columns are left).
+
+    ``vectors``: (N, D) float32 L2-normalised global embeddings; ``rows``, ``columns``: photo
+    indices into them. The one shortlist rule of the LOIO benchmark, LNBNN's neighbourhoods
+    and a gallery's fused calibration.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    columns = np.asarray(columns, dtype=np.int64)
+    k = min(int(size), len(columns) - 1)
+    if k < 1:
+        return [np.zeros(0, np.int64) for _ in rows]
+    found = []
+    for begin in range(0, len(rows), ROWS_PER_CHUNK):
+        chunk = rows[begin : begin + ROWS_PER_CHUNK]
+        sims = vectors[chunk] @ vectors[columns].T  # (C, M)
+        sims[chunk[:, None] == columns[None, :]] = -np.inf  # the row itself
+        if groups is not None:
+            sims[groups[chunk][:, None] == groups[columns][None, :]] = -np.inf
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (C, k) positions in columns
+        keep = np.isfinite(np.take_along_axis(sims, nearest, axis=1))
+        found += [columns[n[m]] for n, m in zip(nearest, keep, strict=True)]
+    return found
+
+
+def as_pairs(rows: Sequence[int], nearest: Sequence[np.ndarray]) -> np.ndarray:
+    """(P, 2) int64 unique pairs (i < j) of each row with its ``nearest`` photos: a pair found
+    from either side appears once."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros((0, 2), np.int64)
+    a = np.repeat(rows, [len(n) for n in nearest])
+    b = np.concatenate([np.asarray(n, np.int64) for n in nearest])
+    if not len(b):
+        return np.zeros((0, 2), np.int64)
+    return np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
+
+
 def shortlist_pairs(vectors: np.ndarray, rows: Sequence[int], size: int) -> np.ndarray:
     """(P, 2) int pairs (i < j) of ``rows``: each row with its ``size`` most similar other rows.
 
     ``vectors``: (N, D) float32, L2-normalised global embeddings of all photos; only ``rows``
     take part. A pair found from either side appears once.
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) < 2 or size < 1:
-        return np.zeros((0, 2), np.int64)
-    sims = vectors[rows] @ vectors[rows].T
-    np.fill_diagonal(sims, -np.inf)
-    k = min(int(size), len(rows) - 1)
-    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (R, k) positions into rows
-    a = np.repeat(rows, k)
-    b = rows[nearest.ravel()]
-    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
-    return np.unique(pairs, axis=0)
+    return as_pairs(rows, nearest_columns(vectors, rows, rows, size))
 
 
 def nearest_rows(
     vectors: np.ndarray, rows: Sequence[int], size: int, groups: np.ndarray
 ) -> dict[int, np.ndarray]:
     """Each row's ``size`` most similar other rows of ``rows`` by cosine, its own sighting
-    group left out: (size,) int arrays keyed by row."""
-    rows = np.asarray(rows, dtype=np.int64)
-    sims = vectors[rows] @ vectors[rows].T
-    sims[groups[rows][:, None] == groups[rows][None, :]] = -np.inf
-    k = min(int(size), max(len(rows) - 1, 1))
-    nearest = np.argsort(-sims, axis=1)[:, :k]
-    return {int(r): rows[nearest[n]] for n, r in enumerate(rows)}
+    group left out: int arrays keyed by row."""
+    found = nearest_columns(vectors, rows, rows, size, groups)
+    return {int(r): n for r, n in zip(rows, found, strict=True)}
 
 
 def lnbnn_normalisers(
