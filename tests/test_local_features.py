@@ -107,6 +107,26 @@ def test_sift_descriptors_are_compact_and_limited(heads):
     assert SiftScorer(dtype="uint8").fingerprint != SiftScorer(dtype="float16").fingerprint
 
 
+def test_sift_matches_a_dark_evening_photo_after_local_contrast_equalisation(heads):
+    """SIFT's contrast threshold is absolute: a photo at a fifth of the light gives it almost no
+    keypoints; with CLAHE (the default) the dark turned copy still matches its original."""
+    dark = (resize_longer_side(_turn(heads["a"], 137), SIDE).astype(np.float32) * 0.2)
+    dark = np.clip(dark + np.random.default_rng(0).normal(0, 1.5, dark.shape), 0, 255)
+    dark = dark.astype(np.uint8)
+    counts = {}
+    for contrast in ("none", "clahe"):
+        scorer = SiftScorer(max_side=SIDE, contrast=contrast)
+        query, original = scorer.extract(dark), scorer.extract(heads["a"])
+        other = scorer.extract(heads["b"])
+        counts[contrast] = (scorer.match(query, original).count, scorer.match(query, other).count)
+    same, different = counts["clahe"]
+    assert same >= 3 * different + 10, counts
+    assert same > 2 * counts["none"][0], counts
+    assert SiftScorer(contrast="none").fingerprint != SiftScorer().fingerprint
+    with pytest.raises(ValueError, match="contrast"):
+        SiftScorer(contrast="histeq")
+
+
 @pytest.mark.parametrize("views", [False, True])
 def test_local_features_round_trip(views):
     rng = np.random.default_rng(0)
