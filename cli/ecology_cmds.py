@@ -125,3 +125,45 @@ def estimate(
         )
     else:
         typer.echo(render(results, format_))
+
+
+@app.command()
+@user_errors
+def dwca(
+    gallery: GalleryArg,
+    out: Annotated[Path, typer.Option(help="Darwin Core Archive (.zip) to write.")] = Path(
+        "sightings_dwca.zip"
+    ),
+    scientific_name: Annotated[
+        str, typer.Option(help="The species, as Darwin Core's scientificName.")
+    ] = "Andrias japonicus",
+    title: Annotated[str, typer.Option(help="Dataset title (eml.xml).")] = "",
+    creator: Annotated[str, typer.Option(help="Dataset creator and contact (eml.xml).")] = "",
+    sites: Annotated[
+        Path | None,
+        typer.Option(help="CSV site,latitude,longitude: coordinates of the named places."),
+    ] = None,
+) -> None:
+    """Export a gallery's sightings as a Darwin Core Archive (Occurrence core, meta.xml,
+    eml.xml): one occurrence per photo, organismID the individual."""
+    from reid.ecology.dwca import occurrences_of_gallery, read_sites, write_dwca
+    from reid.errors import ReIDError
+
+    occurrences = occurrences_of_gallery(gallery)
+    if not occurrences:
+        raise ReIDError(f"{gallery}: the gallery holds no photos, so no occurrences")
+    places = read_sites(sites) if sites else {}
+    write_dwca(
+        occurrences,
+        out,
+        scientific_name=scientific_name,
+        creator=creator,
+        title=title or f"Sightings of individually identified {scientific_name}",
+        sites=places,
+        dataset_id=Path(gallery).resolve().name,
+    )
+    dated = sum(bool(o.date) for o in occurrences)
+    typer.echo(
+        f"{out}: {len(occurrences)} occurrences of "
+        f"{len({o.individual for o in occurrences})} individuals ({dated} dated)"
+    )

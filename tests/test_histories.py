@@ -172,3 +172,29 @@ def test_cli_histories_refuses_a_gallery_without_dates(tmp_path):
     assert res.exit_code == 1
     assert "none of its 2 photos has a date" in res.output and "--date" in res.output
     assert not (tmp_path / "h.csv").exists()
+
+
+def test_cli_dwca_archive_reads_back_with_a_darwin_core_reader(tmp_path):
+    dwca_reader = pytest.importorskip("dwca.read", reason="python-dwca-reader is a test dependency")
+    g = _gallery(tmp_path, [("A", "2025-06-01", "upper"), ("A", "2025-06-08", "35.1, 134.2"),
+                            ("B", "", "lower")])  # fmt: skip
+    sites = tmp_path / "sites.csv"
+    sites.write_text("site,latitude,longitude\nupper,35.25,134.5\n")
+    out = tmp_path / "dwca.zip"
+    res = CliRunner().invoke(app, ["dwca", str(g), "--out", str(out), "--sites", str(sites)])
+    assert res.exit_code == 0, res.output
+    assert "3 occurrences of 2 individuals (2 dated)" in res.output
+    dwc = "http://rs.tdwg.org/dwc/terms/"
+    with dwca_reader.DwCAReader(str(out)) as archive:
+        assert archive.descriptor.core.type == dwc + "Occurrence"
+        rows = [r.data for r in archive]
+        assert archive.metadata is not None  # eml.xml parsed
+    assert len(rows) == 3 and len({r[dwc + "occurrenceID"] for r in rows}) == 3
+    by_date = {r[dwc + "eventDate"]: r for r in rows}
+    assert by_date["2025-06-01"][dwc + "decimalLatitude"] == "35.250000"  # from the sites file
+    assert by_date["2025-06-08"][dwc + "decimalLongitude"] == "134.200000"  # written out
+    lower = by_date[""]
+    assert lower[dwc + "organismID"] == "B" and lower[dwc + "locality"] == "lower"
+    assert lower[dwc + "decimalLatitude"] == ""
+    assert {r[dwc + "identificationVerificationStatus"] for r in rows} == {"verified"}
+    assert {r[dwc + "scientificName"] for r in rows} == {"Andrias japonicus"}
