@@ -200,6 +200,7 @@ def conditions(
 from reid.cli import (  # noqa: E402, F401
     benchmark_cmds,
     detect_cmds,
+    discover_cmds,
     ecology_cmds,
     explain_cmds,
     gallery_admin_cmds,

@@ -86,6 +86,12 @@ def test_local_scorer_names_turned_heads_a_blind_global_score_cannot(tmp_path):
     assert 0.0 <= p.min() and p.max() <= 1.0
     assert p[same & off].mean() > 0.5 > p[~same].mean()
     assert report.ece_held_out["fused"] <= 0.15 and Path(report.reliability_png).is_file()
+    # discovery: the test individuals' photos grouped by the fused score find the individuals,
+    # the blind global score does not
+    found, blind_found = report.discovery[fused.name], report.discovery["frozen backbone"]
+    assert found["true"] == 6 and found["photos"] == len(test_rows)
+    assert found["ari"] >= 0.8 and abs(found["count_error"]) <= 1
+    assert blind_found["ari"] < 0.5
 
 
 def test_foreground_mask_reaches_the_local_scores(tmp_path):

@@ -64,6 +64,7 @@ class LocalReport:
     roles: dict[str, Any] = field(default_factory=dict)
     foreground: float = 1.0
     oversample: int = 1
+    discovery: dict[str, Any] = field(default_factory=dict)
 
 
 def local_methods(
@@ -84,6 +85,7 @@ def local_methods(
     heat_of: Callable[[list[int]], np.ndarray] | None = None,
     heat_key: str = "",
     enrolled: np.ndarray | None = None,
+    target_fmr: float = 0.05,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Method], LocalReport]:
@@ -105,6 +107,7 @@ def local_methods(
             maps are cached under it).
         enrolled: (N,) bool, the photos the protocol enrolls (the rest are later queries): the
             ``guarded`` method's trials among calibration photos follow the same split.
+        target_fmr: the false-match rate of the thresholds at which discovery cuts its groups.
     """
     report = LocalReport(list(scorers), int(shortlist), lnbnn_k=int(lnbnn_k),
                          foreground=float(foreground), oversample=int(oversample))  # fmt: skip
@@ -177,7 +180,43 @@ def local_methods(
     methods.append(_matrix_method(f"stacked ({names})", pair_matrix(n, pairs, stacked)))
     methods.append(_guarded(methods, global_vectors, labels, groups, calibration_rows, enrolled,
                             report))  # fmt: skip
+    frozen = Method("frozen backbone", "similarity", vectors=global_vectors)
+    report.discovery = {
+        m.name: discovery_scores(m, labels, groups, test_rows, calibration_rows, target_fmr)
+        for m in (frozen, methods[len(scorers)])  # the frozen cosine and fused
+    }
     return methods, report
+
+
+def discovery_scores(
+    method: Method,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    test_rows: Sequence[int],
+    calibration_rows: Sequence[int],
+    target_fmr: float,
+) -> dict[str, Any]:
+    """Discovery (:mod:`reid.matching.discover`) of the never-trained individuals: all their
+    photos, as one batch of newcomers, grouped by ``method``'s pair scores and cut at its NEW
+    threshold at ``target_fmr``, calibrated by leave-one-individual-out trials among the
+    calibration photos (as ``reid calibrate`` does on a gallery). Adjusted Rand index against
+    the true individuals, proposed and true counts."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from reid.gallery.openset import threshold_for_fmr
+    from reid.matching.discover import cluster, count_error
+
+    cal, test = np.asarray(calibration_rows), np.asarray(test_rows)
+    label_idx = np.unique(labels[cal], return_inverse=True)[1]
+    group_idx = np.unique(groups[cal], return_inverse=True)[1]
+    trials = loo_trials_of(lambda r, c: method.sims(cal[r], cal[c]), label_idx, group_idx)
+    threshold = threshold_for_fmr(trials.impostor_scores, target_fmr)
+    found = cluster(method.sims(test, test), threshold)
+    truth = np.unique(labels[test], return_inverse=True)[1]
+    return {"ari": round(float(adjusted_rand_score(truth, found)), 4),
+            "proposed": int(len(np.unique(found))), "true": int(len(np.unique(truth))),
+            "count_error": count_error(found, truth), "threshold": round(float(threshold), 4),
+            "photos": int(len(test))}  # fmt: skip
 
 
 def _guarded(

@@ -230,6 +230,7 @@ def _local(split: _Split, run: _Run, methods: list[Method]) -> list[Method]:
         lnbnn_k=run.settings.lnbnn_k, foreground=run.settings.foreground,
         oversample=run.settings.oversample,
         enrolled=np.isin(np.arange(len(split.samples)), ev.enroll),
+        target_fmr=run.settings.target_fmr,
         heat_of=_attention_of(run.cfg, split.samples) if run.settings.foreground < 1 else None,
         heat_key=f"{run.cfg.model.backbone}-{run.cfg.model.pretrained}-{run.cfg.data.input_size}",
         progress=run.progress, log=run.log,

@@ -161,6 +161,28 @@ def _local_lines(local: dict[str, Any]) -> list[str]:
         f"(extraction + matching): {json.dumps(local['seconds'])}. Reliability plot: "
         f"{local['reliability_png']}.",
         *_roles_lines(local.get("roles") or {}),
+        *_discovery_lines(local.get("discovery") or {}),
+    ]
+
+
+def _discovery_lines(discovery: dict[str, Any]) -> list[str]:
+    """Discovery of the never-trained individuals (``reid discover``'s clustering), per score."""
+    if not discovery:
+        return []
+    first = next(iter(discovery.values()))
+    rows = [f"| {name} | {d['ari']:.3f} | {d['proposed']} | {d['count_error']:+d} | "
+            f"{d['threshold']:.3f} |" for name, d in discovery.items()]  # fmt: skip
+    return [
+        "",
+        f"Discovery: all {first['photos']} photos of the {first['true']} never-trained individuals "
+        "as one batch of newcomers, grouped by average linkage on each score and cut at its NEW "
+        "threshold (calibrated on the calibration individuals at the target false-match rate), "
+        "as `reid discover` does; adjusted Rand index against the true individuals and the "
+        "count error (proposed minus true):",
+        "",
+        "| score | ARI | proposed individuals | count error | cut |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
     ]
 
 

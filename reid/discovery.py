@@ -1,0 +1,243 @@
+"""The discovery workflow (``reid discover``): match a batch of photos against a gallery, group
+those that match no known individual into proposed new individuals, and write what a reviewer
+needs to confirm them: a manifest ``reid enroll`` reads, a JSON report and a sheet per group.
+
+The grouping itself is :mod:`reid.matching.discover`; this module strings it to the matching
+stage and to the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from reid.errors import ReIDError
+from reid.matching.discover import Group, cluster, describe
+from reid.pipeline import MatchOptions, MatchRow, match_photos
+
+if TYPE_CHECKING:
+    from reid.features.embedder import Embedder
+    from reid.gallery import Gallery
+
+
+@dataclass
+class Discovery:
+    """What one batch gave: ``rows`` every photo's match (known, NEW or unusable);
+    ``newcomers`` the NEW rows, in the order ``scores`` (N, N) and the groups index them;
+    ``names`` a proposed id per group; ``kind`` which score grouped them; ``threshold`` its cut."""
+
+    rows: list[MatchRow]
+    newcomers: list[MatchRow] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    groups: list[Group] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    kind: str = ""
+    threshold: float = 0.0
+
+    @property
+    def known(self) -> list[MatchRow]:
+        return [r for r in self.rows if r.match is not None and not r.match.is_new]
+
+    @property
+    def unusable(self) -> list[MatchRow]:
+        return [r for r in self.rows if r.match is None]
+
+
+def discover_photos(
+    gallery: Gallery,
+    photos: Sequence[Path],
+    embedder: Embedder,
+    options: MatchOptions | None = None,
+    *,
+    prefix: str = "",
+) -> Discovery:
+    """Match ``photos``, then group the NEW ones by their pairwise scores (the gallery's fused
+    P(same) where ``reid calibrate`` fitted one, else the cosine) cut at the calibrated NEW
+    threshold of that score. Group names are ``prefix`` (default ``new-<today>-``) + a number,
+    never one the gallery already holds."""
+    options = replace(options or MatchOptions(), enroll_new=False)
+    rows = match_photos(gallery, photos, embedder, options)
+    found = Discovery(rows)
+    new = [r for r in rows if r.match is not None and r.match.is_new]
+    if not new:
+        return found
+    result = embedder.embed_paths(
+        [r.path for r in new], [r.box for r in new], progress=options.progress, desc="grouping"
+    )
+    new = [new[i] for i in result.indices]  # a photo read once but not twice is left out
+    found.newcomers = new
+    found.scores, found.kind, found.threshold = pair_scores(
+        gallery, new, result.embeddings, options.progress
+    )
+    labels = cluster(found.scores, found.threshold)
+    found.groups = describe(found.scores, labels)
+    found.names = _names(gallery, prefix or f"new-{date.today().isoformat()}-", len(found.groups))
+    return found
+
+
+def pair_scores(
+    gallery: Gallery, rows: Sequence[MatchRow], vectors: np.ndarray, progress: bool = False
+) -> tuple[np.ndarray, str, float]:
+    """(N, N) pairwise scores of the photos, what they are and the threshold to cut them at.
+
+    With the gallery's fused calibration: every pair's cosine and its local scorer's verified
+    correspondences (on each photo's ``shortlist`` most similar photos by cosine, the others
+    scoring 0, as the re-ranker sees them), calibrated and fused into P(same), cut at the fused
+    threshold. Without one: the cosine, cut at the gallery's calibrated threshold."""
+    from reid.matching.fused import gallery_scorer, read_fused
+
+    v = np.asarray(vectors, np.float32)
+    cos = v @ v.T
+    fused = read_fused(gallery)
+    if fused is None or gallery.local_fingerprint is None:
+        if gallery.threshold is None:
+            raise ReIDError(
+                f"Gallery {gallery.directory} has no calibrated threshold to cut "
+                f"groups at: run `reid calibrate {gallery.directory}` first."
+            )
+        return cos, "cosine", float(gallery.threshold)
+    from reid.gallery import ImageRecord
+    from reid.matching.pairs import as_pairs, extract_all, nearest_columns, score_pairs
+
+    scorer = gallery_scorer(gallery)
+    n = len(rows)
+    records = [ImageRecord(r.path, "?", box=r.box) for r in rows]
+    features = extract_all(scorer, records, progress=progress)
+    idx = np.arange(n)
+    pairs = as_pairs(idx, nearest_columns(v, idx, idx, min(fused.shortlist, n - 1)))
+    local = np.zeros((n, n), np.float64)
+    if len(pairs):
+        got = score_pairs(scorer, features, pairs, progress=progress)
+        local[pairs[:, 0], pairs[:, 1]] = local[pairs[:, 1], pairs[:, 0]] = got
+    upper = np.triu_indices(n, 1)
+    probs = fused.fusion({"cosine": cos[upper].astype(np.float64), scorer.name: local[upper]})
+    p = np.eye(n)
+    p[upper] = probs
+    p.T[upper] = probs
+    return p, f"fused P(same) ({scorer.name} + cosine)", float(fused.fit_for("fused").threshold)
+
+
+def _names(gallery: Gallery, prefix: str, count: int) -> list[str]:
+    taken = {s.individual for s in gallery.individuals()}
+    names, k = [], 1
+    while len(names) < count:
+        name = f"{prefix}{k:03d}"
+        if name not in taken:
+            names.append(name)
+        k += 1
+    return names
+
+
+def write_discovery(found: Discovery, out_dir: Path, gallery: Gallery) -> dict[str, Path]:
+    """``groups.csv`` (a manifest: path, individual, box and each photo's standing in its
+    group; edit names or drop rows, then ``reid enroll GALLERY groups.csv``), ``groups.json``
+    and ``sheets/group_NNN.png``. Returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest, report = out_dir / "groups.csv", out_dir / "groups.json"
+    s = found.scores
+    lines = [
+        ["path", "individual", "box", "group_size", "cohesion", "score_to_group", "weakest_link"]
+    ]
+    groups_json: list[dict[str, Any]] = []
+    for name, g in zip(found.names, found.groups, strict=True):
+        for m in g.members:
+            row = found.newcomers[m]
+            others = [o for o in g.members if o != m]
+            to_group = float(np.mean(s[m, others])) if others else None
+            box = "" if row.box is None else ",".join(str(int(x)) for x in row.box)
+            lines.append(
+                [
+                    str(Path(row.path).resolve()),
+                    name,
+                    box,
+                    len(g.members),
+                    _num(g.cohesion),
+                    _num(to_group),
+                    "yes" if m == g.weakest and others else "",
+                ]
+            )
+        groups_json.append(
+            {
+                "individual": name,
+                "photos": [str(found.newcomers[m].path) for m in g.members],
+                "cohesion": g.cohesion,
+                "weakest_link": str(found.newcomers[g.weakest].path),
+                "weakest_score": g.weakest_score,
+            }
+        )
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(lines)
+    tmp.replace(manifest)
+    known = [
+        {"photo": str(r.path), "individual": r.match.decision, "score": r.match.score}
+        for r in found.known
+    ]
+    unusable = [{"photo": str(r.path), "error": r.error} for r in found.unusable]
+    report.write_text(
+        json.dumps(
+            {
+                "score": found.kind,
+                "threshold": found.threshold,
+                "groups": groups_json,
+                "known": known,
+                "unusable": unusable,
+            },
+            indent=2,
+        )
+    )
+    sheets = [
+        plot_group_sheet(found, k, out_dir / "sheets" / f"group_{k + 1:03d}.png")
+        for k in range(len(found.groups))
+    ]
+    return {
+        "manifest": manifest,
+        "report": report,
+        **{f"sheet{k}": p for k, p in enumerate(sheets)},
+    }
+
+
+def plot_group_sheet(found: Discovery, k: int, path: Path) -> Path:
+    """One group's photos side by side, each titled with its mean score to the others; the
+    weakest link's title in red."""
+    from matplotlib.figure import Figure
+
+    from reid.matching.local import prepare_region
+
+    g, name = found.groups[k], found.names[k]
+    members = g.members[:12]
+    fig = Figure(figsize=(2.4 * max(2, len(members)), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, max(2, len(members))))
+    for ax in axes:
+        ax.axis("off")
+    for ax, m in zip(axes, members, strict=False):
+        row = found.newcomers[m]
+        ax.imshow(prepare_region(row.path, row.box, 256))
+        others = [o for o in g.members if o != m]
+        score = f"{np.mean(found.scores[m, others]):.2f}" if others else "alone"
+        weak = m == g.weakest and others
+        ax.set_title(
+            f"{Path(row.path).name[:22]}\n{score}", fontsize=8, color="darkred" if weak else "black"
+        )
+    more = f" (first 12 of {len(g.members)})" if len(g.members) > 12 else ""
+    cohesion = "one photo" if g.cohesion is None else f"cohesion {g.cohesion:.2f}"
+    fig.suptitle(
+        f"{name}: {len(g.members)} photo(s){more}, {cohesion}; "
+        f"{found.kind}, cut {found.threshold:.2f}",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"

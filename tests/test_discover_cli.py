@@ -1,0 +1,99 @@
+"""reid discover on a calibrated gallery: never-seen photos grouped into proposed individuals,
+a manifest that reid enroll takes, a report and sheets; known photos are not grouped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+from typer.testing import CliRunner
+
+from reid.cli.main import app
+
+CPU = ["--quiet", "--device", "cpu"]
+
+
+def _ok(args: list) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, tiny_run, tiny_data) -> Path:
+    gallery = tmp_path_factory.mktemp("discover") / "gallery"
+    _ok(["enroll", gallery, tiny_data, "--model", tiny_run, *CPU])
+    _ok(["calibrate", gallery, "--model", tiny_run, "--target-fmr", "0.1", "--quiet"])
+    return gallery
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> dict[str, list[Path]]:
+    """Two never-seen individuals, three photos each: one photo and two copies of it (another
+    exposure, and a turned one), so that the right grouping is certain."""
+    from reid.synthetic.salamanders import synthesize
+
+    out = tmp_path_factory.mktemp("batch")
+    manifest = synthesize(out / "src", 2, 2, seed=11, size=64, num_dates=1, first_index=50,
+                          progress=False)  # fmt: skip
+    photos: dict[str, list[Path]] = {}
+    for p in sorted((manifest.parent / "images").rglob("*.jpg")):
+        who = p.parent.name
+        if who in photos:
+            continue
+        img = Image.open(p).convert("RGB")
+        copies = [out / f"{who}_a.jpg", out / f"{who}_b.jpg", out / f"{who}_c.jpg"]
+        img.save(copies[0])
+        ImageEnhance.Brightness(img).enhance(0.8).save(copies[1])
+        img.rotate(90, expand=True).save(copies[2])
+        photos[who] = copies
+    return photos
+
+
+def test_discover_groups_newcomers_and_writes_an_enrollable_manifest(
+    calibrated, batch, tiny_run, tiny_data, tmp_path
+):
+    gallery = tmp_path / "gallery"
+    shutil.copytree(calibrated, gallery)
+    known = next((tiny_data.parent / "images").rglob("*.jpg"))  # an enrolled animal's photo
+    photos = [p for group in batch.values() for p in group]
+    out_dir = tmp_path / "found"
+    out = _ok(["discover", *photos, known, "--gallery", gallery, "--model", tiny_run,
+               "--out", out_dir, "--prefix", "cand-", *CPU])  # fmt: skip
+    report = json.loads((out_dir / "groups.json").read_text())
+    grouped = [Path(p).name for g in report["groups"] for p in g["photos"]]
+    assert sorted(grouped) == sorted(p.name for p in photos)  # every newcomer once, known none
+    assert known.name not in grouped and report["known"][0]["photo"].endswith(known.name)
+    assert report["score"].startswith("fused P(same)")
+    # each individual's three photos share a group, and the two individuals do not
+    where = {Path(p).name: g["individual"] for g in report["groups"] for p in g["photos"]}
+    for who, copies in batch.items():
+        assert len({where[c.name] for c in copies}) == 1, (who, where)
+    assert len({where[c[0].name] for c in batch.values()}) == 2
+    assert "2 proposed new individual(s)" in out
+    sheets = sorted((out_dir / "sheets").glob("group_*.png"))
+    assert len(sheets) == 2 and all(Image.open(s).size[0] > 100 for s in sheets)
+    with (out_dir / "groups.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["individual"] for r in rows} == {"cand-001", "cand-002"}
+    assert all(r["group_size"] == "3" for r in rows)
+    # the reviewer renames one group and enrolls the manifest
+    for r in rows:
+        r["individual"] = r["individual"].replace("cand-001", "Hanako")
+    edited = tmp_path / "reviewed.csv"
+    with edited.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    _ok(["enroll", gallery, edited, "--model", tiny_run, *CPU])
+    info = json.loads(_ok(["gallery", "info", gallery]))
+    assert info["num_individuals"] == 4 + 2
+    # matched again, the newcomers now name their new individuals instead of NEW
+    again = _ok(["discover", *batch[next(iter(batch))], "--gallery", gallery, "--model",
+                 tiny_run, "--out", tmp_path / "again", *CPU])  # fmt: skip
+    assert "3 of known individuals, 0 new" in again and "no new individuals proposed" in again
