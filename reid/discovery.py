@@ -241,3 +241,130 @@ def plot_group_sheet(found: Discovery, k: int, path: Path) -> Path:
 
 def _num(x: float | None) -> str:
     return "" if x is None else f"{x:.4f}"
+
+
+@dataclass
+class Survey:
+    """A survey batch turned into N: the photos used (dated, identified), each one's occasion
+    index, the occasion labels, the naive and error-aware estimates (None where the score is
+    not a probability) and N against the grouping threshold (empty without the gallery's
+    per-rate thresholds). ``left_out`` lists photos without an occasion, and why."""
+
+    rows: list[MatchRow]
+    occasion_of: np.ndarray
+    occasions: list[str]
+    kind: str
+    threshold: float
+    naive: Any
+    aware: Any
+    curve: list[dict[str, Any]]
+    left_out: list[tuple[Path, str]]
+    labels: np.ndarray
+
+
+def survey_estimate(
+    gallery: Gallery,
+    photos: Sequence[Path],
+    embedder: Embedder,
+    options: MatchOptions | None = None,
+    *,
+    occasion: str = "day",
+    dates: dict[str, str] | None = None,
+    model: str = "m0",
+    draws: int = 50,
+    seed: int = 0,
+) -> Survey:
+    """Population size from one survey's photos: identify them all (known individuals and
+    newcomers alike) by grouping their pairwise scores, build capture histories over the
+    occasions their dates fall in, and estimate N naively and with the identification error
+    carried in (:mod:`reid.ecology.uncertain`). Dates come from ``dates`` (photo path ->
+    ISO date) or the photo's EXIF."""
+    from reid.ecology.closed import CLOSED_MODELS
+    from reid.ecology.sightings import Sighting, assign_occasions, exif_date
+    from reid.ecology.uncertain import error_aware_estimate, histories_of, threshold_curve
+    from reid.matching.fused import read_fused
+
+    if model not in ("m0", "mt", "mb", "mh2", "chao"):
+        raise ReIDError(f"--model {model!r}: survey estimates use m0, mt, mb, mh2 or chao")
+    options = replace(options or MatchOptions(), enroll_new=False)
+    rows = match_photos(gallery, photos, embedder, options)
+    usable = [r for r in rows if r.match is not None]
+    left = [(r.path, r.error) for r in rows if r.match is None]
+    dates = {str(Path(k).resolve()): v for k, v in (dates or {}).items()}
+    sightings = [
+        Sighting(
+            "?", dates.get(str(Path(r.path).resolve())) or exif_date(r.path), photo=str(r.path)
+        )
+        for r in usable
+    ]
+    of, labels, missing = assign_occasions(sightings, occasion)
+    left += [(Path(m.sighting.photo), m.reason) for m in missing]
+    keep = [k for k, label in enumerate(of) if label is not None]
+    usable = [usable[k] for k in keep]
+    if len(usable) < 2 or len(labels) < 2:
+        raise ReIDError(
+            f"{len(usable)} dated photo(s) over {len(labels)} occasion(s): a survey "
+            "estimate needs photos from at least two occasions (dates from EXIF "
+            "or --dates)"
+        )
+    column = {label: j for j, label in enumerate(labels)}
+    occasion_of = np.array([column[of[k]] for k in keep])
+    result = embedder.embed_paths(
+        [r.path for r in usable], [r.box for r in usable], progress=options.progress, desc="pairing"
+    )
+    usable = [usable[i] for i in result.indices]
+    occasion_of = occasion_of[result.indices]
+    p, kind, threshold = pair_scores(gallery, usable, result.embeddings, options.progress)
+    estimator = CLOSED_MODELS[model]
+    grouping = cluster(p, threshold)
+    naive = estimator(histories_of(grouping, occasion_of, len(labels)))
+    aware, curve = None, []
+    if kind.startswith("fused"):
+        aware = error_aware_estimate(
+            p, occasion_of, len(labels), threshold, estimator, draws=draws, seed=seed
+        )
+        fused = read_fused(gallery)
+        by_fmr = (fused.extra.get("fused_threshold_by_fmr") or {}) if fused else {}
+        curve = threshold_curve(
+            p,
+            occasion_of,
+            len(labels),
+            [(float(f), float(t)) for f, t in by_fmr.items()],
+            estimator,
+        )
+    return Survey(usable, occasion_of, labels, kind, threshold, naive, aware, curve, left, grouping)
+
+
+def plot_threshold_curve(curve: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """N-hat and its interval against the false-match rate the grouping threshold is
+    calibrated at (log axis), with the number of individuals identified."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in curve if r.get("n_hat") is not None]
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    x = [100 * r["fmr"] for r in rows]
+    ax.plot(x, [r["n_hat"] for r in rows], "o-", label="N-hat")
+    bounded = [r for r in rows if r["lcl"] is not None and r["ucl"] is not None]
+    ax.fill_between(
+        [100 * r["fmr"] for r in bounded],
+        [r["lcl"] for r in bounded],
+        [r["ucl"] for r in bounded],
+        alpha=0.25,
+        label="95 % interval",
+    )
+    ax.plot(
+        [100 * r["fmr"] for r in curve],
+        [r["individuals"] for r in curve],
+        "s--",
+        label="individuals identified",
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("false-match rate the grouping threshold is calibrated at (%)")
+    ax.set_ylabel("population size")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

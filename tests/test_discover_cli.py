@@ -97,3 +97,35 @@ def test_discover_groups_newcomers_and_writes_an_enrollable_manifest(
     again = _ok(["discover", *batch[next(iter(batch))], "--gallery", gallery, "--model",
                  tiny_run, "--out", tmp_path / "again", *CPU])  # fmt: skip
     assert "3 of known individuals, 0 new" in again and "no new individuals proposed" in again
+
+
+def test_survey_estimates_n_naively_and_with_identification_error(calibrated, tiny_run,
+                                                                   tmp_path):  # fmt: skip
+    from reid.synthetic.salamanders import synthesize
+
+    manifest = synthesize(tmp_path / "survey", 6, 3, seed=21, size=64, num_dates=3,
+                          first_index=70, progress=False)  # fmt: skip
+    out_dir = tmp_path / "out"
+    out = _ok(["survey", manifest.parent / "images", "--gallery", calibrated, "--model",
+               tiny_run, "--dates", manifest, "--draws", "5", "--out", out_dir, *CPU])  # fmt: skip
+    assert "18 photos over 3 occasions" in out
+    # each of the 6 animals was photographed on all 3 dates: N sits at its boundary, 6
+    assert re.search(r"N \(M0, identification taken as certain\): \d+\.\d", out)
+    assert re.search(r"N, identification error carried in \(\d+ imputations\): \d+\.\d \[", out)
+    report = json.loads((out_dir / "survey.json").read_text())
+    assert report["score"].startswith("fused") and len(report["occasions"]) == 3
+    aware = report["error_aware"]
+    assert aware["lcl"] <= aware["n_hat"] <= aware["ucl"]
+    assert [r["fmr"] for r in report["curve"]] == [0.01, 0.02, 0.05, 0.1, 0.2]
+    assert (out_dir / "threshold.png").is_file()
+    with (out_dir / "histories.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert len(rows[0]) == 1 + 3 and len(rows) >= 2
+
+
+def test_survey_without_dates_says_what_to_do(calibrated, tiny_run, tiny_data, tmp_path):
+    photo = next((tiny_data.parent / "images").rglob("*.jpg"))
+    result = CliRunner().invoke(app, [str(a) for a in ["survey", photo, "--gallery", calibrated,
+                                      "--model", tiny_run, "--out", tmp_path, *CPU]])  # fmt: skip
+    assert result.exit_code == 1
+    assert "at least two occasions (dates from EXIF or --dates)" in result.output

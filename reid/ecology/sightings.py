@@ -118,6 +118,44 @@ def _calendar_label(day: date, kind: str) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+def assign_occasions(
+    sightings: Sequence[Sighting], occasion: str
+) -> tuple[list[str | None], list[str], list[LeftOut]]:
+    """Each sighting's occasion label (None: left out), the occasion labels in time order, and
+    the sightings left out with why. ``occasion``: day, week, month or a session-file path."""
+    left: list[LeftOut] = []
+    of: list[str | None] = []
+    if occasion in CALENDAR:
+        keys: dict[str, date] = {}
+        for s in sightings:
+            day = parse_date(s.date)
+            if day is None:
+                left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
+                of.append(None)
+                continue
+            label = _calendar_label(day, occasion)
+            keys[label] = min(keys.get(label, day), day)
+            of.append(label)
+        return of, sorted(keys, key=lambda k: keys[k]), left
+    sessions = read_sessions(occasion)
+    labels = [x.name for x in sorted(sessions, key=lambda x: x.start)]
+    if len(set(labels)) != len(labels):
+        raise ReIDError(f"{occasion}: session names repeat; give each session its own name")
+    for s in sightings:
+        day = parse_date(s.date)
+        if day is None:
+            left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
+            of.append(None)
+            continue
+        hit = [
+            x for x in sessions if x.start <= day <= x.end and (not x.site or x.site == s.location)
+        ]
+        if not hit:
+            left.append(LeftOut(s, f"{day} at {s.location or 'no site'} is in no session"))
+        of.append(hit[0].name if hit else None)
+    return of, labels, left
+
+
 def build_histories(
     sightings: Sequence[Sighting],
     occasion: str,
@@ -129,38 +167,11 @@ def build_histories(
     a survey-session CSV. ``group_of`` maps an individual to its group (site, screen category);
     individuals without one get "". Returns the histories (individuals sorted by name,
     occasions in time order) and the sightings left out, with why."""
-    left: list[LeftOut] = []
+    of, labels, left = assign_occasions(sightings, occasion)
     seen: dict[str, set[str]] = {}
-    if occasion in CALENDAR:
-        keys: dict[str, date] = {}
-        for s in sightings:
-            day = parse_date(s.date)
-            if day is None:
-                left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
-                continue
-            label = _calendar_label(day, occasion)
-            keys[label] = min(keys.get(label, day), day)
+    for s, label in zip(sightings, of, strict=True):
+        if label is not None:
             seen.setdefault(s.individual, set()).add(label)
-        labels = sorted(keys, key=lambda k: keys[k])
-    else:
-        sessions = read_sessions(occasion)
-        labels = [x.name for x in sorted(sessions, key=lambda x: x.start)]
-        if len(set(labels)) != len(labels):
-            raise ReIDError(f"{occasion}: session names repeat; give each session its own name")
-        for s in sightings:
-            day = parse_date(s.date)
-            if day is None:
-                left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
-                continue
-            hit = [
-                x
-                for x in sessions
-                if x.start <= day <= x.end and (not x.site or x.site == s.location)
-            ]
-            if not hit:
-                left.append(LeftOut(s, f"{day} at {s.location or 'no site'} is in no session"))
-                continue
-            seen.setdefault(s.individual, set()).add(hit[0].name)
     ids = sorted(seen)
     column = {label: j for j, label in enumerate(labels)}
     matrix = np.zeros((len(ids), len(labels)), np.uint8)

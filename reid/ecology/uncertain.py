@@ -122,11 +122,12 @@ def error_aware_estimate(
         except ValueError:  # e.g. a draw with no recapture
             failed += 1
             continue
-        if e.n_hat is None or e.n_hat.se is None:
+        if e.n_hat is None or not np.isfinite(e.n_hat.estimate):
             failed += 1
             continue
         logs.append(np.log(e.n_hat.estimate))
-        within.append((e.n_hat.se / e.n_hat.estimate) ** 2)
+        # no SE: N at its boundary (every animal caught again): the draw adds no variance
+        within.append(0.0 if e.n_hat.se is None else (e.n_hat.se / e.n_hat.estimate) ** 2)
     if len(logs) < 2:
         raise ValueError(f"only {len(logs)} of {draws} imputed identifications could be estimated")
     m = len(logs)

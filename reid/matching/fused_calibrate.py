@@ -58,6 +58,9 @@ class NotEnoughPairs(ReIDError):
     """The gallery has too few same- or different-individual pairs to calibrate fusion."""
 
 
+CURVE_FMRS = (0.01, 0.02, 0.05, 0.1, 0.2)  # the fused threshold is also kept at these rates
+
+
 def calibrate_fused(
     gallery: Gallery,
     *,
@@ -96,14 +99,15 @@ def calibrate_fused(
     fusion = FusionCalibration.fit({s: v[fit_on] for s, v in raw.items()}, same[fit_on])
     probs = fusion.probabilities(raw)
     scored = {FUSED: fusion.fuse(probs), scorer.name: probs[scorer.name]}
-    fits, pool, unknown, quality = thresholds(inp, pairs, scored, queries, trained_individuals,
-                                              target_fmr)  # fmt: skip
+    fits, pool, unknown, quality, curve = thresholds(inp, pairs, scored, queries,
+                                                     trained_individuals, target_fmr)  # fmt: skip
     roles = choose_roles(quality, GLOBAL)
     return FusedCalibration(
         scorer.name, dict((gallery.local_scorer_spec or {}).get("settings") or {}),
         str(gallery.local_fingerprint), gallery.model_fingerprint, int(shortlist), fusion,
         fits, pair_pool, pool, {"same": n_same, "different": n_diff}, unknown, utc_now(),
-        inp.generation, {"num_queries": int(len(queries)), "num_scored_pairs": int(len(pairs))},
+        inp.generation, {"num_queries": int(len(queries)), "num_scored_pairs": int(len(pairs)),
+                         "fused_threshold_by_fmr": curve},
         roles,
     )  # fmt: skip
 
@@ -165,17 +169,20 @@ def thresholds(
     queries: np.ndarray,
     trained: Collection[str] | None,
     target_fmr: float,
-) -> tuple[dict[str, ThresholdFit], str, int, dict[str, TrialQuality]]:
+) -> tuple[dict[str, ThresholdFit], str, int, dict[str, TrialQuality], dict[str, float]]:
     """The threshold of each pair probability in ``scored`` (name -> (P,) values of ``pairs``)
     by leave-one-individual-out trials of ``queries``; unscored pairs count 0. Returns the fits
     by name, the unknown pool ("never-trained" | "trained" | "unspecified"), the number of
     individuals in it, and each score's trial rank-1 and AUROC, the global cosine's (over all
-    photos, not only the shortlists) included as ``global``: what :func:`choose_roles` needs."""
+    photos, not only the shortlists) included as ``global``: what :func:`choose_roles` needs;
+    and the fused score's threshold at each of ``CURVE_FMRS`` (false-match rate as text ->
+    threshold), for discovery and `reid survey`."""
     from scipy.sparse import csr_matrix
 
     n = len(inp.image_ids)
     pool, mask = unknown_pool(inp.names, inp.labels[queries], trained)
     fits, quality = {}, {}
+    curve: dict[str, float] = {}
 
     def pooled(trials: TrialScores) -> TrialScores:
         return TrialScores(trials.known_scores, trials.known_correct,
@@ -192,6 +199,8 @@ def thresholds(
         ))  # fmt: skip
         fits[name] = fit_threshold(trials, target_fmr)
         quality[name] = trial_quality(trials)
+        if name == FUSED:  # what discovery and `reid survey` cut at, per false-match rate
+            curve = {str(f): float(fit_threshold(trials, f).threshold) for f in CURVE_FMRS}
     vectors = inp.vectors
     cosine = pooled(
         loo_trials_of(
@@ -203,7 +212,7 @@ def thresholds(
         )
     )
     quality[GLOBAL] = trial_quality(cosine)
-    return fits, pool, int(len(np.unique(inp.labels[queries][mask]))), quality
+    return fits, pool, int(len(np.unique(inp.labels[queries][mask]))), quality, curve
 
 
 __all__ = ["MAX_QUERIES", "NotEnoughPairs", "calibrate_fused", "shortlist_other_sightings"]
