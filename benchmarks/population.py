@@ -170,34 +170,17 @@ def summarise(args, surveys, curve, thresholds, seconds) -> dict:
 def write(name: str, result: dict) -> None:
     import sys
 
-    from matplotlib.figure import Figure
+    from reid.discovery import plot_threshold_curve
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
     s, n = result["settings"], result["settings"]["population"]
-    fig = Figure(figsize=(6.5, 4))
-    ax = fig.subplots()
-    rows = [r for r in result["curve"] if r["n_hat"] is not None]
-    x = [100 * r["fmr"] for r in rows]
-    ax.plot(x, [r["n_hat"] for r in rows], "o-", label="N-hat (M0)")
-    bounded = [r for r in rows if r["lcl"] is not None and r["ucl"] is not None]
-    ax.fill_between(
-        [100 * r["fmr"] for r in bounded],
-        [r["lcl"] for r in bounded],
-        [r["ucl"] for r in bounded],
-        alpha=0.25,
-        label="95 % interval",
+    png = plot_threshold_curve(
+        result["curve"],
+        RESULTS_DIR / f"{name}_threshold.png",
+        "N against the identification threshold (survey 0)",
+        truth=n,
     )
-    ax.plot(x, [r["individuals"] for r in rows], "s--", label="individuals identified")
-    ax.axhline(n, color="k", lw=1, label=f"true N = {n}")
-    ax.set_xscale("log")
-    ax.set_xlabel("false-match rate the grouping threshold is calibrated at (%)")
-    ax.set_ylabel("population size")
-    ax.set_title("N against the identification threshold (survey 0)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    png = RESULTS_DIR / f"{name}_threshold.png"
-    fig.savefig(png, dpi=100)
     nv, aw = result["naive"], result["aware"]
     lines = [
         f"# {name}",
@@ -225,11 +208,7 @@ def write(name: str, result: dict) -> None:
         "| --- | --- | --- | --- | --- |",
         *[
             f"| {r['fmr']:.0%} | {r['threshold']:.3f} | {r['individuals']:.0f} | "
-            + (
-                f"{r['n_hat']:.1f} | {r['lcl']:.1f} - {r['ucl']:.1f} |"
-                if r["n_hat"] is not None
-                else "not estimable | |"
-            )
+            + _estimate_cells(r)
             for r in result["curve"]
         ],  # fmt: skip
         "",
@@ -241,6 +220,14 @@ def write(name: str, result: dict) -> None:
     ]
     (RESULTS_DIR / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:12]))
+
+
+def _estimate_cells(r: dict) -> str:
+    if r["n_hat"] is None:
+        return "not estimable | |"
+    if r["lcl"] is None or r["ucl"] is None:
+        return f"{r['n_hat']:.1f} | none (at the boundary) |"
+    return f"{r['n_hat']:.1f} | {r['lcl']:.1f} - {r['ucl']:.1f} |"
 
 
 if __name__ == "__main__":

@@ -335,9 +335,12 @@ def survey_estimate(
     return Survey(usable, occasion_of, labels, kind, threshold, naive, aware, curve, left, grouping)
 
 
-def plot_threshold_curve(curve: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+def plot_threshold_curve(
+    curve: Sequence[dict[str, Any]], path: Path, title: str, truth: int | None = None
+) -> Path:
     """N-hat and its interval against the false-match rate the grouping threshold is
-    calibrated at (log axis), with the number of individuals identified."""
+    calibrated at (log axis), with the number of individuals identified (and the true N of a
+    simulation)."""
     from matplotlib.figure import Figure
 
     rows = [r for r in curve if r.get("n_hat") is not None]
@@ -359,6 +362,8 @@ def plot_threshold_curve(curve: Sequence[dict[str, Any]], path: Path, title: str
         "s--",
         label="individuals identified",
     )
+    if truth is not None:
+        ax.axhline(truth, color="k", lw=1, label=f"true N = {truth}")
     ax.set_xscale("log")
     ax.set_xlabel("false-match rate the grouping threshold is calibrated at (%)")
     ax.set_ylabel("population size")

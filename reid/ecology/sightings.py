@@ -125,12 +125,14 @@ def assign_occasions(
     the sightings left out with why. ``occasion``: day, week, month or a session-file path."""
     left: list[LeftOut] = []
     of: list[str | None] = []
+    days = [parse_date(s.date) for s in sightings]
+    for s, day in zip(sightings, days, strict=True):
+        if day is None:
+            left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
     if occasion in CALENDAR:
         keys: dict[str, date] = {}
-        for s in sightings:
-            day = parse_date(s.date)
+        for day in days:
             if day is None:
-                left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
                 of.append(None)
                 continue
             label = _calendar_label(day, occasion)
@@ -141,10 +143,8 @@ def assign_occasions(
     labels = [x.name for x in sorted(sessions, key=lambda x: x.start)]
     if len(set(labels)) != len(labels):
         raise ReIDError(f"{occasion}: session names repeat; give each session its own name")
-    for s in sightings:
-        day = parse_date(s.date)
+    for s, day in zip(sightings, days, strict=True):
         if day is None:
-            left.append(LeftOut(s, f"no usable date ({s.date!r})" if s.date else "no date"))
             of.append(None)
             continue
         hit = [
