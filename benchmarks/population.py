@@ -152,8 +152,9 @@ def summarise(args, surveys, curve, thresholds, seconds) -> dict:
 
     def stats(key: str) -> dict:
         est = np.array([s[key][0] for s in surveys])
-        covered = [s[key][1] <= n <= s[key][2] for s in surveys]
-        width = np.array([s[key][2] - s[key][1] for s in surveys])
+        # an interval missing (N at its boundary) covers nothing
+        covered = [s[key][1] is not None and s[key][1] <= n <= s[key][2] for s in surveys]
+        width = np.array([s[key][2] - s[key][1] for s in surveys if s[key][1] is not None])
         return {"coverage": float(np.mean(covered)), "bias": float(est.mean() - n),
                 "relative_bias": float(est.mean() / n - 1),
                 "rmse": float(np.sqrt(np.mean((est - n) ** 2))),
