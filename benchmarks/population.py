@@ -121,6 +121,7 @@ def pair_probabilities(args: argparse.Namespace):
                                                               args.target_fmr))  # fmt: skip
     p = fused.sims(test_rows, test_rows)
     np.fill_diagonal(p, 1.0)
+    cosine = frozen.vectors[test_rows] @ frozen.vectors[test_rows].T
     # occasion = the photo's rank among its animal's photos in time (one photo per occasion)
     occasion = np.zeros(len(test_rows), np.int64)
     for a in population:
@@ -129,6 +130,9 @@ def pair_probabilities(args: argparse.Namespace):
                             for r in rows])  # fmt: skip
         occasion[rows[order]] = np.arange(len(rows))
     animal = np.unique(animals[test_rows], return_inverse=True)[1]
+    np.savez_compressed(
+        args.work / "pool.npz", p=p, cosine=cosine, occasion=occasion, animal=animal
+    )  # for looking at the failures
     print(
         f"pairs scored; fused ECE held out {report.ece_held_out.get('fused')}; thresholds "
         f"{json.dumps({str(k): round(v, 3) for k, v in thresholds.items()})}",

@@ -110,7 +110,7 @@ def test_sift_descriptors_are_compact_and_limited(heads):
 def test_sift_matches_a_dark_evening_photo_after_local_contrast_equalisation(heads):
     """SIFT's contrast threshold is absolute: a photo at a fifth of the light gives it almost no
     keypoints; with CLAHE (the default) the dark turned copy still matches its original."""
-    dark = (resize_longer_side(_turn(heads["a"], 137), SIDE).astype(np.float32) * 0.2)
+    dark = resize_longer_side(_turn(heads["a"], 137), SIDE).astype(np.float32) * 0.2
     dark = np.clip(dark + np.random.default_rng(0).normal(0, 1.5, dark.shape), 0, 255)
     dark = dark.astype(np.uint8)
     counts = {}
