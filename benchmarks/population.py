@@ -194,7 +194,8 @@ def write(name: str, result: dict) -> None:
         f"salamanders, {s['occasions']} occasions, capture probability uniform in "
         f"[{s['p_lo']}, {s['p_hi']}] per animal; each capture is a different photo at a random "
         f"rotation, identified by the real matching stage (frozen backbone shortlist of "
-        f"{s['shortlist']}, SIFT, fused P(same) calibrated on {s['calibration']} other "
+        f"{s['shortlist']} (all pairs when at least the photos), SIFT, fused P(same) "
+        f"calibrated on {s['calibration']} other "
         f"individuals), grouped at the threshold calibrated at a {s['target_fmr']:.0%} "
         "false-match rate; N estimated by M0 (full likelihood, log-normal interval).",
         "",
