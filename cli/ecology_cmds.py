@@ -52,7 +52,7 @@ def histories(
     group_of, group_name = None, ""
     if group_by == "site":
         group_of, group_name = {}, "site"
-        for s in sorted(sightings, key=lambda s: s.date):
+        for s in sorted(sightings, key=lambda s: (not s.date, s.date)):  # dated ones first
             group_of.setdefault(s.individual, s.location)
     elif group_by:
         group_of, group_name = read_groups(group_by)

@@ -255,8 +255,9 @@ def chapman(ch: np.ndarray) -> Estimate:
 
 def schnabel_counts(caught: np.ndarray, recaptures: np.ndarray, at_large: np.ndarray) -> Estimate:
     """Schnabel's estimator N = sum C_t M_t / sum R_t (C_t caught, R_t of them marked, M_t
-    marked at large before sample t), and Chapman's modification sum C_t M_t / (sum R_t + 1)
-    with the Poisson-based variance of 1 / N (Seber 1982) for its normal interval."""
+    marked at large before sample t), with a normal interval on 1 / N (variance sum R_t /
+    (sum C_t M_t)^2, Seber 1982; the upper end is infinite when that interval reaches 0), and
+    Chapman's modification sum C_t M_t / (sum R_t + 1) beside it."""
     c, r, mt_ = (np.asarray(x, float) for x in (caught, recaptures, at_large))
     if not (len(c) == len(r) == len(mt_)) or len(c) < 2:
         raise ValueError("Schnabel needs C_t, R_t and M_t for at least two samples")
@@ -268,7 +269,9 @@ def schnabel_counts(caught: np.ndarray, recaptures: np.ndarray, at_large: np.nda
     var_inv = sum_r / sum_cm**2  # var(1/N) for the Poisson approximation
     lo, hi = (
         1 / (1 / n_schnabel + 1.96 * np.sqrt(var_inv)),
-        1 / max(1 / n_schnabel - 1.96 * np.sqrt(var_inv), 1e-12),
+        1 / (1 / n_schnabel - 1.96 * np.sqrt(var_inv))
+        if 1 / n_schnabel > 1.96 * np.sqrt(var_inv)
+        else float("inf"),
     )
     par = Parameter("N", n_schnabel, float(n_schnabel**2 * np.sqrt(var_inv)), float(lo), float(hi))
     return Estimate(
