@@ -129,3 +129,23 @@ def test_survey_without_dates_says_what_to_do(calibrated, tiny_run, tiny_data, t
                                       "--model", tiny_run, "--out", tmp_path, *CPU]])  # fmt: skip
     assert result.exit_code == 1
     assert "at least two occasions (dates from EXIF or --dates)" in result.output
+
+
+def test_demo_like_gallery_exports_read_back(calibrated, tmp_path):
+    """A gallery enrolled from synthetic salamanders with dates, as `reid demo` builds one:
+    its MARK .inp and Darwin Core Archive read back (the archive by python-dwca-reader)."""
+    dwca_read = pytest.importorskip("dwca.read", reason="python-dwca-reader is a test dependency")
+    from reid.ecology.histories import read_histories
+
+    inp, archive = tmp_path / "h.inp", tmp_path / "dwca.zip"
+    out = _ok(["histories", calibrated, "--occasion", "day", "--out", tmp_path / "h.csv",
+               "--mark", inp])  # fmt: skip
+    assert "4 individuals x 2 occasions" in out
+    back = read_histories(inp)
+    assert back.matrix.shape == (4, 2) and back.ids == read_histories(tmp_path / "h.csv").ids
+    _ok(["dwca", calibrated, "--out", archive])
+    dwc = "http://rs.tdwg.org/dwc/terms/"
+    with dwca_read.DwCAReader(str(archive)) as a:
+        rows = [r.data for r in a]
+    assert len(rows) == 32 and len({r[dwc + "organismID"] for r in rows}) == 4
+    assert all(r[dwc + "eventDate"] for r in rows)
