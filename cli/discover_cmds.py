@@ -50,9 +50,10 @@ def discover(
     """Group photos that match no known individual into proposed new individuals.
 
     Each photo is matched first; those called NEW are grouped by their pairwise scores (the
-    gallery's calibrated fused P(same), or the cosine before `reid calibrate --local` fitted
-    one), cut at the calibrated NEW threshold, so two photos of one newcomer become one
-    proposed individual, not two. OUT/groups.csv is a manifest for `reid enroll`."""
+    gallery's calibrated fused P(same) where `reid calibrate` fitted one on enrolled local
+    features, the cosine otherwise), cut at the calibrated NEW threshold, so two photos of one
+    newcomer become one proposed individual, not two. OUT/groups.csv is a manifest for
+    `reid enroll`."""
     from reid.discovery import discover_photos, write_discovery
     from reid.features.embedder import Embedder
     from reid.io.datasets import read_dataset
