@@ -31,7 +31,7 @@ def histories(
         str | None,
         typer.Option(
             help="'site' (the place of each individual's first sighting) or a CSV "
-            "individual,<group> such as a screen's category column."
+            "individual,<group>, e.g. each individual's native/hybrid category."
         ),
     ] = None,
     mark: Annotated[Path | None, typer.Option(help="Also write a Program MARK .inp file.")] = None,

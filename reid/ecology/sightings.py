@@ -209,8 +209,8 @@ def exif_date(path: str | Path) -> str:
 
 
 def read_groups(path: str | Path) -> tuple[dict[str, str], str]:
-    """A CSV mapping individuals to a group: ``individual,<group column>`` (e.g. the output of
-    ``reid screen`` with a ``category`` column, or a hand-made ``individual,site``)."""
+    """A CSV mapping individuals to a group: ``individual,<group column>`` (e.g. each
+    individual's native/hybrid category, or a hand-made ``individual,site``)."""
     path = Path(path)
     if not path.is_file():
         raise ReIDError(f"{path}: no such group file")
