@@ -72,3 +72,16 @@ def test_threshold_curve_counts_more_individuals_at_a_stricter_cut():
     counts = [r["individuals"] for r in rows]
     assert counts[0] >= counts[1] >= counts[2]
     assert all(r["n_hat"] is None or r["lcl"] <= r["n_hat"] <= r["ucl"] for r in rows)
+
+
+def test_pooled_interval_is_the_single_draw_interval_when_draws_agree_and_wider_when_not():
+    from reid.ecology.estimate import lognormal_n
+    from reid.ecology.uncertain import pooled_n
+
+    same = pooled_n([120.0] * 10, [25.0] * 10, [100.0] * 10)
+    one = lognormal_n(100, 20.0, 25.0)
+    assert (same.estimate, same.lcl, same.ucl) == pytest.approx((one.estimate, one.lcl, one.ucl),
+                                                                rel=1e-4)  # fmt: skip
+    spread = pooled_n([110.0, 130.0] * 5, [25.0] * 10, [100.0] * 10)
+    assert spread.estimate == pytest.approx(120.0)
+    assert spread.lcl < one.lcl and spread.ucl > one.ucl

@@ -12,8 +12,8 @@ Two answers here, both from the calibrated pairwise probabilities that the match
 - :func:`error_aware_estimate`: multiple imputation. Each draw perturbs the best grouping by
   the errors identification makes, each with its calibrated probability (splits and merges,
   :func:`draw_partition`); the draw's capture histories give an estimate; the draws are
-  pooled by Rubin's rules on log N, so the interval widens by as much as the identifications
-  disagree.
+  pooled by Rubin's rules (:func:`pooled_n`), so the interval widens by as much as the
+  identifications disagree.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def draw_partition(p: np.ndarray, labels: np.ndarray, rng: np.random.Generator) 
 @dataclass
 class ErrorAware:
     """The naive estimate (histories from the best grouping, taken as certain) and the
-    error-aware one (multiple imputation, Rubin's rules on log N); ``draws`` each draw's N."""
+    error-aware one (multiple imputation, Rubin's rules); ``draws`` each draw's N."""
 
     naive: Estimate
     n_hat: Parameter
@@ -114,7 +114,7 @@ def error_aware_estimate(
     best = cluster(p, threshold)
     naive = estimator(histories_of(best, occasion_of, num_occasions))
     rng = np.random.default_rng(seed)
-    logs, within, failed = [], [], 0
+    estimates, within, caught, failed = [], [], [], 0
     for _ in range(draws):
         labels = draw_partition(p, best, rng)
         try:
@@ -125,21 +125,49 @@ def error_aware_estimate(
         if e.n_hat is None or not np.isfinite(e.n_hat.estimate):
             failed += 1
             continue
-        logs.append(np.log(e.n_hat.estimate))
+        estimates.append(e.n_hat.estimate)
         # no SE: N at its boundary (every animal caught again): the draw adds no variance
-        within.append(0.0 if e.n_hat.se is None else (e.n_hat.se / e.n_hat.estimate) ** 2)
-    if len(logs) < 2:
-        raise ValueError(f"only {len(logs)} of {draws} imputed identifications could be estimated")
-    m = len(logs)
-    mean, w, b = float(np.mean(logs)), float(np.mean(within)), float(np.var(logs, ddof=1))
+        within.append(0.0 if e.n_hat.se is None else e.n_hat.se**2)
+        caught.append(float(e.extra.get("M", len(np.unique(labels)))))
+    if len(estimates) < 2:
+        raise ValueError(
+            f"only {len(estimates)} of {draws} imputed identifications could be estimated"
+        )
+    return ErrorAware(
+        naive,
+        pooled_n(estimates, within, caught),
+        estimates,
+        failed,
+        _between_share(estimates, within),
+    )
+
+
+def pooled_n(
+    estimates: Sequence[float], variances: Sequence[float], caught: Sequence[float]
+) -> Parameter:
+    """Rubin's rules for N over imputations: the mean N, total variance W + (1 + 1/m) B
+    (W the mean within-draw variance, B the variance between draws), and the interval in the
+    form each draw's own has, Chao's log-normal one on the animals not caught, f0 = N - M
+    (M averaged over draws), with the t quantile of Rubin's degrees of freedom: with B = 0 it
+    is the single draw's interval, and identification doubt only widens it."""
+    n = np.asarray(estimates, float)
+    m = len(n)
+    w, b = float(np.mean(variances)), float(np.var(n, ddof=1))
     total = w + (1 + 1 / m) * b
     df = (m - 1) * (1 + w / ((1 + 1 / m) * b)) ** 2 if b > 0 else 1e6
     t = float(stats.t.ppf(0.975, df))
-    n = float(np.exp(mean))
-    par = Parameter("N", n, n * float(np.sqrt(total)), float(np.exp(mean - t * np.sqrt(total))),
-                    float(np.exp(mean + t * np.sqrt(total))))  # fmt: skip
-    return ErrorAware(naive, par, [float(np.exp(x)) for x in logs], failed,
-                      (1 + 1 / m) * b / total if total > 0 else 0.0)  # fmt: skip
+    mean, big_m = float(n.mean()), float(np.mean(caught))
+    f0 = max(mean - big_m, 1e-9)
+    c = float(np.exp(t * np.sqrt(np.log1p(total / f0**2))))
+    return Parameter("N", mean, float(np.sqrt(total)), big_m + f0 / c, big_m + f0 * c)
+
+
+def _between_share(estimates: Sequence[float], variances: Sequence[float]) -> float:
+    """The share of the pooled variance that the identifications' disagreement adds."""
+    m = len(estimates)
+    b = (1 + 1 / m) * float(np.var(estimates, ddof=1))
+    total = float(np.mean(variances)) + b
+    return b / total if total > 0 else 0.0
 
 
 def threshold_curve(
@@ -153,8 +181,11 @@ def threshold_curve(
     rows = []
     for fmr, threshold in thresholds:
         labels = cluster(p, threshold)
-        row: dict[str, float | None] = {"fmr": fmr, "threshold": threshold,
-                                         "individuals": float(len(np.unique(labels)))}  # fmt: skip
+        row: dict[str, float | None] = {
+            "fmr": fmr,
+            "threshold": threshold,
+            "individuals": float(len(np.unique(labels))),
+        }
         try:
             n = estimator(histories_of(labels, occasion_of, num_occasions)).n_hat
             row.update(n_hat=n.estimate, lcl=n.lcl, ucl=n.ucl)
