@@ -85,3 +85,11 @@ def test_pooled_interval_is_the_single_draw_interval_when_draws_agree_and_wider_
     spread = pooled_n([110.0, 130.0] * 5, [25.0] * 10, [100.0] * 10)
     assert spread.estimate == pytest.approx(120.0)
     assert spread.lcl < one.lcl and spread.ucl > one.ucl
+
+
+def test_pooled_interval_at_the_boundary_holds_its_estimate():
+    from reid.ecology.uncertain import pooled_n
+
+    for tiny in (0.0, 4e-11, 1e-12):
+        n = pooled_n([6.0 + tiny] * 5, [0.0] * 5, [6.0] * 5)
+        assert n.lcl <= n.estimate <= n.ucl

@@ -157,7 +157,9 @@ def pooled_n(
     df = (m - 1) * (1 + w / ((1 + 1 / m) * b)) ** 2 if b > 0 else 1e6
     t = float(stats.t.ppf(0.975, df))
     mean, big_m = float(n.mean()), float(np.mean(caught))
-    f0 = max(mean - big_m, 1e-9)
+    f0 = mean - big_m
+    if f0 <= 1e-6 * max(mean, 1.0):  # every draw at its boundary (all animals seen again)
+        return Parameter("N", mean, float(np.sqrt(total)), mean, mean + t * float(np.sqrt(total)))
     c = float(np.exp(t * np.sqrt(np.log1p(total / f0**2))))
     return Parameter("N", mean, float(np.sqrt(total)), big_m + f0 / c, big_m + f0 * c)
 
