@@ -72,14 +72,8 @@ def discover_photos(
     new = [r for r in rows if r.match is not None and r.match.is_new]
     if not new:
         return found
-    result = embedder.embed_paths(
-        [r.path for r in new], [r.box for r in new], progress=options.progress, desc="grouping"
-    )
-    new = [new[i] for i in result.indices]  # a photo read once but not twice is left out
     found.newcomers = new
-    found.scores, found.kind, found.threshold = pair_scores(
-        gallery, new, result.embeddings, options.progress
-    )
+    found.scores, found.kind, found.threshold = pair_scores(gallery, new, options.progress)
     labels = cluster(found.scores, found.threshold)
     found.groups = describe(found.scores, labels)
     found.names = _names(gallery, prefix or f"new-{date.today().isoformat()}-", len(found.groups))
@@ -87,9 +81,10 @@ def discover_photos(
 
 
 def pair_scores(
-    gallery: Gallery, rows: Sequence[MatchRow], vectors: np.ndarray, progress: bool = False
+    gallery: Gallery, rows: Sequence[MatchRow], progress: bool = False
 ) -> tuple[np.ndarray, str, float]:
-    """(N, N) pairwise scores of the photos, what they are and the threshold to cut them at.
+    """(N, N) pairwise scores of matched photos (each row's ``vector``, from matching), what
+    they are and the threshold to cut them at.
 
     With the gallery's fused calibration: every pair's cosine and its local scorer's verified
     correspondences (every pair up to ``ALL_PAIRS_UP_TO`` photos, else each photo's
@@ -98,7 +93,7 @@ def pair_scores(
     gallery's calibrated threshold."""
     from reid.matching.fused import gallery_scorer, read_fused
 
-    v = np.asarray(vectors, np.float32)
+    v = np.stack([r.vector for r in rows]).astype(np.float32)
     cos = v @ v.T
     fused = read_fused(gallery)
     if fused is None or gallery.local_fingerprint is None:
@@ -318,12 +313,7 @@ def survey_estimate(
         )
     column = {label: j for j, label in enumerate(labels)}
     occasion_of = np.array([column[of[k]] for k in keep])
-    result = embedder.embed_paths(
-        [r.path for r in usable], [r.box for r in usable], progress=options.progress, desc="pairing"
-    )
-    usable = [usable[i] for i in result.indices]
-    occasion_of = occasion_of[result.indices]
-    p, kind, threshold = pair_scores(gallery, usable, result.embeddings, options.progress)
+    p, kind, threshold = pair_scores(gallery, usable, options.progress)
     estimator = CLOSED_MODELS[model]
     grouping = cluster(p, threshold)
     naive = estimator(histories_of(grouping, occasion_of, len(labels)))

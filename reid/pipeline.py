@@ -69,6 +69,7 @@ class MatchRow:
     confidence: float | None = None  # the detector's confidence in this head
     screen: dict[str, float] | None = None  # category probabilities from a screen run
     evidence: dict[int, Evidence] | None = None  # local re-ranking: image id -> why it scored
+    vector: np.ndarray | None = None  # (D,) the query's embedding (None: not embedded)
 
     @property
     def label(self) -> str:
@@ -236,6 +237,7 @@ def match_photos(
     probes = [Probe(r.path, v, r.box) for r, v in zip(done, result.embeddings, strict=True)]
     matches = identify_probes(gallery, probes, embedder.fingerprint, opts)
     for row, probe, match in zip(done, probes, matches, strict=True):
+        row.vector = probe.vector
         if opts.enroll_new and match.is_new:  # an earlier newcomer of this batch may be it
             match = identify_probes(gallery, [probe], embedder.fingerprint, opts)[0]
             if match.is_new:

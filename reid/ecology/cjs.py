@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, xlogy
 
-from reid.ecology.estimate import Estimate, fit_mle, logit_parameter
+from reid.ecology.estimate import Estimate, caught_rows, fit_mle, logit_parameter
 
 MODES = (".", "t")
 INTERVAL = "95 % intervals on the logit scale, back-transformed (as MARK); SE by the delta method"
@@ -30,11 +30,7 @@ def cjs(ch: np.ndarray, phi: str = ".", p: str = ".") -> Estimate:
     """
     if phi not in MODES or p not in MODES:
         raise ValueError(f"phi and p must each be one of {MODES}, not {phi!r}, {p!r}")
-    ch = np.asarray(ch)
-    if ch.ndim != 2 or not np.isin(ch, (0, 1)).all():
-        raise ValueError("a capture matrix is (animals, occasions) of 0 and 1")
-    ch = ch.astype(np.int64)
-    ch = ch[ch.sum(axis=1) > 0]
+    ch = caught_rows(ch)
     t = ch.shape[1]
     if t < 3:
         raise ValueError(f"CJS needs at least 3 occasions; these histories have {t}")

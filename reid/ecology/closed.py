@@ -28,6 +28,7 @@ from reid.ecology.estimate import (
     Estimate,
     Fit,
     Parameter,
+    caught_rows,
     fit_mle,
     logit_parameter,
     lognormal_n,
@@ -36,16 +37,6 @@ from reid.ecology.estimate import (
 )
 
 LOG_NORMAL = "95 % log-normal interval for N (Chao 1987, as MARK); logit-scale for probabilities"
-
-
-def _caught(ch: np.ndarray) -> np.ndarray:
-    ch = np.asarray(ch)
-    if ch.ndim != 2:
-        raise ValueError(f"a capture matrix is (animals, occasions), not shape {ch.shape}")
-    if not np.isin(ch, (0, 1)).all():
-        raise ValueError("a capture matrix holds only 0 and 1")
-    ch = ch.astype(np.int64)
-    return ch[ch.sum(axis=1) > 0]
 
 
 def _needs_recaptures(ch: np.ndarray, model: str) -> None:
@@ -88,7 +79,7 @@ def _logits(fit: Fit, names: list[str], start: int = 1) -> list[Parameter]:
 
 def m0(ch: np.ndarray) -> Estimate:
     """M0: log L = log N!/(N-M)! + n log p + (N T - n) log(1 - p), n all captures."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     _needs_recaptures(ch, "M0")
     m, t, caps = len(ch), ch.shape[1], int(ch.sum())
 
@@ -104,7 +95,7 @@ def mt(ch: np.ndarray) -> Estimate:
     """Mt: one p_j per occasion; log L = log N!/(N-M)! + sum_j n_j log p_j + (N - n_j) log(1-p_j).
     An occasion without a capture has p_j = 0 exactly (its MLE, on the boundary): it is fixed
     there and not counted as a parameter, so the others keep their standard errors."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     _needs_recaptures(ch, "Mt")
     m, t = ch.shape
     n_j = ch.sum(axis=0).astype(float)
@@ -127,7 +118,7 @@ def mt(ch: np.ndarray) -> Estimate:
 
 def mb(ch: np.ndarray) -> Estimate:
     """Mb: p until first caught, c after (a permanent trap response)."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     _needs_recaptures(ch, "Mb")
     m, t = ch.shape
     first = ch.argmax(axis=1)  # 0-based occasion of first capture
@@ -148,7 +139,7 @@ def mb(ch: np.ndarray) -> Estimate:
 def mh2(ch: np.ndarray) -> Estimate:
     """Mh2: two-point mixture (Pledger 2000); an animal is in class 1 (p1) with probability
     pmix, else in class 2 (p2). Fitted with p2 <= p1 first, then freely (as wiqid and MARK)."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     _needs_recaptures(ch, "Mh2")
     m, t = ch.shape
     freq = np.bincount(ch.sum(axis=1), minlength=t + 1)[1:].astype(float)  # f_1 .. f_T
@@ -194,7 +185,7 @@ def mh2(ch: np.ndarray) -> Estimate:
 def chao(ch: np.ndarray) -> Estimate:
     """Chao's (1987) lower bound for Mh: N = M + f1^2 / (2 f2) (f_k animals caught k times),
     variance f2 [ (f1/f2)^4 / 4 + (f1/f2)^3 + (f1/f2)^2 / 2 ], log-normal interval."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     m = len(ch)
     times = ch.sum(axis=1)
     f1, f2 = int((times == 1).sum()), int((times == 2).sum())
@@ -242,7 +233,7 @@ def chapman_counts(marked: int, caught: int, recaptured: int) -> Estimate:
 
 def chapman(ch: np.ndarray) -> Estimate:
     """:func:`chapman_counts` from a two-occasion capture matrix."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     if ch.shape[1] != 2:
         raise ValueError(
             f"Chapman's estimator is for two occasions; these histories have "
@@ -288,7 +279,7 @@ def schnabel_counts(caught: np.ndarray, recaptures: np.ndarray, at_large: np.nda
 def schnabel(ch: np.ndarray) -> Estimate:
     """:func:`schnabel_counts` from a capture matrix (every caught animal is marked and
     returned)."""
-    ch = _caught(ch)
+    ch = caught_rows(ch)
     caught = ch.sum(axis=0)
     before = np.cumsum(ch, axis=1) - ch  # times caught before occasion t
     recaptured = ((before > 0) & (ch == 1)).sum(axis=0)

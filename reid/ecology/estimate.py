@@ -83,6 +83,18 @@ class Fit:
     cov: np.ndarray | None
 
 
+def caught_rows(ch: np.ndarray) -> np.ndarray:
+    """(I, T) int64 capture matrix of the animals caught at least once, from a 0/1 ``ch``;
+    ValueError for any other shape or value."""
+    ch = np.asarray(ch)
+    if ch.ndim != 2:
+        raise ValueError(f"a capture matrix is (animals, occasions), not shape {ch.shape}")
+    if not np.isin(ch, (0, 1)).all():
+        raise ValueError("a capture matrix holds only 0 and 1")
+    ch = ch.astype(np.int64)
+    return ch[ch.sum(axis=1) > 0]
+
+
 def fit_mle(nll: Callable[[np.ndarray], float], starts: list[np.ndarray]) -> Fit:
     """Minimise ``nll`` from each start (BFGS, then Nelder-Mead polish where BFGS stalls) and
     return the best, with its covariance from a numerical Hessian (scipy.differentiate)."""
@@ -139,22 +151,19 @@ def n_parameter(num_caught: int, log_f0: float, var_log_f0: float | None) -> Par
     """N = M + f0 from beta_0 = log f0, with the delta-method SE and Chao's log-normal
     interval (var(f0) / f0^2 = var(beta_0))."""
     f0 = float(np.exp(log_f0))
-    n = num_caught + f0
     if var_log_f0 is None or not np.isfinite(var_log_f0) or var_log_f0 <= 0:
-        return Parameter("N", n)
-    c = float(np.exp(Z95 * np.sqrt(np.log1p(var_log_f0))))
-    return Parameter(
-        "N", n, f0 * float(np.sqrt(var_log_f0)), num_caught + f0 / c, num_caught + f0 * c
-    )
+        return Parameter("N", num_caught + f0)
+    return lognormal_n(num_caught, f0, f0**2 * var_log_f0)
 
 
-def lognormal_n(num_caught: int, f0: float, var_n: float) -> Parameter:
+def lognormal_n(num_caught: float, f0: float, var_n: float, quantile: float = Z95) -> Parameter:
     """N = M + f0 with a given var(N): Chao's (1987) log-normal interval, as for her lower
-    bound estimator (the interval never reaches below M)."""
+    bound estimator (the interval never reaches below M); ``quantile`` replaces z (e.g. a t
+    quantile for pooled imputations)."""
     n = num_caught + f0
     if f0 <= 0 or var_n <= 0:
         return Parameter("N", n, float(np.sqrt(max(var_n, 0.0))), float(n), float(n))
-    c = float(np.exp(Z95 * np.sqrt(np.log1p(var_n / f0**2))))
+    c = float(np.exp(quantile * np.sqrt(np.log1p(var_n / f0**2))))
     return Parameter("N", n, float(np.sqrt(var_n)), num_caught + f0 / c, num_caught + f0 * c)
 
 

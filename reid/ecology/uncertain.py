@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from reid.ecology.estimate import Estimate, Parameter
+from reid.ecology.estimate import Estimate, Parameter, lognormal_n
 from reid.matching.discover import cluster
 
 Estimator = Callable[[np.ndarray], Estimate]
@@ -160,8 +160,7 @@ def pooled_n(
     f0 = mean - big_m
     if f0 <= 1e-6 * max(mean, 1.0):  # every draw at its boundary (all animals seen again)
         return Parameter("N", mean, float(np.sqrt(total)), mean, mean + t * float(np.sqrt(total)))
-    c = float(np.exp(t * np.sqrt(np.log1p(total / f0**2))))
-    return Parameter("N", mean, float(np.sqrt(total)), big_m + f0 / c, big_m + f0 * c)
+    return lognormal_n(big_m, f0, total, quantile=t)
 
 
 def _between_share(estimates: Sequence[float], variances: Sequence[float]) -> float:
