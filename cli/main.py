@@ -206,6 +206,7 @@ from reid.cli import (  # noqa: E402, F401
     gallery_admin_cmds,
     gallery_cmds,
     video_cmds,
+    web_cmds,
 )
 
 

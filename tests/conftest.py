@@ -39,3 +39,35 @@ def tiny_run(tiny_cfg, tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_run")
     train(tiny_cfg, read_dataset(tiny_data), out, progress=False, log=lambda _: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def web_gallery(tiny_run, tiny_data, tmp_path_factory) -> dict:
+    """A calibrated gallery (with SIFT features) of tiny_data's first-date photos, for the web
+    app's tests; ``known`` is a later photo of an enrolled individual that the tiny model names
+    right, ``unknown`` a photo of an individual never enrolled. Copy ``dir`` before writing."""
+    from reid.features.embedder import Embedder
+    from reid.gallery import Gallery
+    from reid.io.datasets import read_dataset
+    from reid.matching.fused import scorer_spec
+    from reid.pipeline import MatchOptions, enroll_samples, match_photos, open_gallery
+    from reid.synthetic.salamanders import synthesize
+
+    out = tmp_path_factory.mktemp("web_gallery")
+    samples = read_dataset(tiny_data)
+    first = min(s.date for s in samples)
+    enrolled = [s for s in samples if s.date == first]
+    later = [s for s in samples if s.date != first]
+    embedder = Embedder.from_run(tiny_run, "cpu")
+    with open_gallery(out / "gallery", embedder, create=True) as g:
+        enroll_samples(g, enrolled, embedder, progress=False, local=scorer_spec("sift"))
+    with Gallery.open(out / "gallery") as g:
+        g.calibrate(target_fmr=0.1)
+        rows = match_photos(g, [s.path for s in later], embedder,
+                            MatchOptions(progress=False, scorer="global"))  # fmt: skip
+    known = next(s for s, r in zip(later, rows, strict=True)
+                 if r.match.decision == s.individual)  # fmt: skip
+    newcomer = synthesize(out / "new", 1, 1, seed=5, size=64, first_index=9, progress=False)
+    unknown = next((newcomer.parent / "images").rglob("*.jpg"))
+    return {"dir": out / "gallery", "run": tiny_run, "known": known.path,
+            "known_individual": known.individual, "unknown": unknown}  # fmt: skip

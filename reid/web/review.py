@@ -1,0 +1,188 @@
+"""A reviewer's decisions, written into the gallery by its own enroll (with the reviewer's name
+in the gallery's audit log), so the command line and the web app see one truth.
+
+confirm: the machine's best candidate is right; assign: another known individual; new: a new
+individual (with the other pending photos the reviewer ticks from the proposed group); reject:
+not usable, with a reason. Each is refused with one sentence when it cannot apply (the photo was
+reviewed already, the individual does not exist, the new name is taken).
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from reid.errors import ReIDError
+from reid.web.alerts import place_alerts
+from reid.web.service import Service
+
+ACTIONS = ("confirm", "assign", "new", "reject")
+
+
+class ReviewRefused(ReIDError):
+    """A review action that cannot apply; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    action: str
+    individual: str
+    photo_ids: list[int]
+    alerts: list[str]
+
+
+def location_of(photo: dict[str, Any]) -> str:
+    """The place to store with a sighting: the site picked, else ``lat, lon`` as typed/EXIF."""
+    if photo["site"]:
+        return photo["site"]
+    if photo["latitude"] is not None and photo["longitude"] is not None:
+        return f"{photo['latitude']:.6f}, {photo['longitude']:.6f}"
+    return ""
+
+
+def new_individual_id() -> str:
+    """Time plus a random suffix (as ``reid match --enroll-new``), unique across laptops."""
+    return f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def proposed_group(service: Service, photo_id: int, threshold: float | None) -> list[int]:
+    """Other photos awaiting review that the machine also called NEW and whose embedding is
+    at least ``threshold`` (the gallery's calibrated cosine) from this one's: the newcomer's
+    other photos, as discovery would group them. Empty without a threshold."""
+    pending = dict(service.db.pending_new_vectors())
+    me = pending.pop(photo_id, None)
+    if me is None or threshold is None or not pending:
+        return []
+    ids = list(pending)
+    sims = np.stack([pending[i] for i in ids]) @ me
+    return [i for i, s in zip(ids, sims, strict=True) if s >= threshold]
+
+
+def apply_review(
+    service: Service, photo_id: int, action: str, user: str, *, individual: str = "",
+    reason: str = "", group: list[int] | None = None,
+) -> ReviewOutcome:  # fmt: skip
+    """Carry out one review action; returns what was done. Raises :class:`ReviewRefused`."""
+    if action not in ACTIONS:
+        raise ReviewRefused(f"Action {action!r} is not one of {', '.join(ACTIONS)}.")
+    with service.review_lock:
+        photo = _pending(service, photo_id)
+        if action == "reject":
+            if not reason.strip():
+                raise ReviewRefused("Say why the photo is rejected (e.g. blurred, not the head).")
+            service.db.record_review(photo_id, user, "reject", reason=reason.strip())
+            return ReviewOutcome("reject", "", [photo_id], [])
+        photos = [photo] + [_pending(service, i) for i in (group or []) if i != photo_id]
+        with service.open_gallery() as gallery:
+            known = {s.id for s in gallery.individuals()}
+            name = _target(action, photo, individual.strip(), known)
+            _enroll(service, gallery, photos, name, user)
+            alerts = _place_alerts(service, gallery, photos, name) if name in known else []
+        for p in photos:
+            service.db.record_review(p["id"], user, action, individual=name, reason=reason)
+        return ReviewOutcome(action, name, [p["id"] for p in photos], alerts)
+
+
+def _pending(service: Service, photo_id: int) -> dict[str, Any]:
+    photo = service.db.photo(photo_id)
+    if photo is None:
+        raise ReviewRefused(f"There is no photo {photo_id}.")
+    if photo["status"] != "review":
+        raise ReviewRefused(
+            f"Photo {photo_id} is not awaiting review (it is {photo['status']}"
+            + (f", {photo['action']} by {photo['reviewed_by']}" if photo["reviewed_by"] else "")
+            + ")."
+        )
+    return photo
+
+
+def _target(action: str, photo: dict[str, Any], individual: str, known: set[str]) -> str:
+    from reid.gallery import GalleryError, validate_individual_id
+
+    if action == "confirm":
+        result = photo["result"]
+        if result["is_new"] or not result["candidates"]:
+            raise ReviewRefused(
+                "The machine proposed no known individual for this photo: choose one or "
+                "record a new individual."
+            )
+        return result["candidates"][0]["individual"]
+    if action == "assign":
+        if individual not in known:
+            raise ReviewRefused(
+                f"Individual {individual!r} is not in the gallery: pick a known individual, "
+                "or record a new one."
+            )
+        return individual
+    name = individual or new_individual_id()
+    try:
+        validate_individual_id(name)
+    except GalleryError as exc:
+        raise ReviewRefused(str(exc)) from None
+    if name in known:
+        raise ReviewRefused(
+            f"Individual {name!r} already exists: choose it as the individual instead, or "
+            "give the new one another name."
+        )
+    return name
+
+
+def _enroll(service: Service, gallery: Any, photos: list[dict[str, Any]], name: str,
+            user: str) -> None:  # fmt: skip
+    from reid.gallery import ImageRecord
+    from reid.matching.fused import gallery_scorer
+    from reid.pipeline import enroll_samples
+
+    local = None
+    if gallery.local_fingerprint is not None:
+        scorer = gallery_scorer(gallery)
+        local = (scorer, gallery.local_scorer_spec or {"name": scorer.name, "settings": {}})
+    records = []
+    for p in photos:
+        sub = service.db.query("SELECT observer FROM submissions WHERE id = ?",
+                               (p["submission_id"],))  # fmt: skip
+        records.append(ImageRecord(
+            path=service.upload_path(p["stored_name"]), individual=name, date=p["date"],
+            location=location_of(p), observer=sub[0]["observer"] if sub else "",
+            sighting=f"web-{p['submission_id']}",
+        ))  # fmt: skip
+    outcome = enroll_samples(
+        gallery, records, service.embedder, user=user or getpass.getuser(), progress=False,
+        detector=service.detector, best=True, local=local,
+    )  # fmt: skip
+    report = outcome.report
+    if report.duplicates:
+        d = report.duplicates[0]
+        raise ReviewRefused(f"This photo is already in the gallery as {d.existing_individual}.")
+    problems = [f.reason for f in report.failed] + [e.reason for e in outcome.unreadable]
+    problems += outcome.no_head + [why for _, why in outcome.bad_ids]
+    if problems or len(report.added) != len(records):
+        raise ReviewRefused(f"The gallery did not take the photo: {'; '.join(problems)}.")
+
+
+def _place_alerts(service: Service, gallery: Any, photos: list[dict[str, Any]],
+                  name: str) -> list[str]:  # fmt: skip
+    s = service.settings
+    mine = {f"web-{p['submission_id']}" for p in photos}
+    earlier = [im.location for im in gallery.images(name) if im.sighting not in mine]
+    messages = []
+    for p in photos:
+        for alert in place_alerts(name, location_of(p), earlier, service.sites, s.alert_km):
+            service.db.add_alert(alert.kind, name, p["id"], alert.message, alert.details)
+            messages.append(alert.message)
+    return messages
+
+
+__all__ = [
+    "ACTIONS",
+    "ReviewOutcome",
+    "ReviewRefused",
+    "apply_review",
+    "location_of",
+    "proposed_group",
+]

@@ -1,0 +1,379 @@
+"""The web app through Starlette's TestClient: submissions, the review queue, safety, alerts.
+(The same flow in a real browser: tests/test_web_browser.py.)"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from reid.web.app import create_app  # noqa: E402
+from reid.web.auth import add_user  # noqa: E402
+from reid.web.service import ServeSettings, Service  # noqa: E402
+from reid.web.uploads import Limits  # noqa: E402
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture()
+def web(web_gallery, tmp_path):
+    """(client, service, info): a fresh copy of the web gallery served with no worker threads
+    (tests drive the worker by hand with ``identify``), one reviewer ``ana``."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(web_gallery["dir"], gallery)
+    sites = tmp_path / "sites.csv"
+    sites.write_text(
+        "site,latitude,longitude,catchment\n"
+        "Upper pool,35.000000,133.000000,Asahi\n"
+        "Weir,35.000900,133.000000,Asahi\n"  # 100 m north of Upper pool
+        "Far reach,35.090000,133.000000,Asahi\n"  # 10 km north
+        "Other river,35.000000,133.050000,Takahashi\n"
+    )
+    settings = ServeSettings(gallery_dir=gallery, model=web_gallery["run"], workers=0,
+                             device="cpu", sites=sites, alert_km=2.0,
+                             limits=Limits(max_photos=3, max_bytes=300_000))  # fmt: skip
+    service = Service(settings)
+    add_user(service.db, "ana", PASSWORD)
+    app = create_app(settings, service=service)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, service, web_gallery
+
+
+def csrf(client: TestClient, path: str = "/") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def submit(client: TestClient, files: list[tuple[str, bytes]], **fields: str):
+    data = {"csrf_token": csrf(client), **fields}
+    return client.post("/submit", data=data, follow_redirects=False,
+                       files=[("photos", (n, b, "image/jpeg")) for n, b in files])  # fmt: skip
+
+
+def login(client: TestClient, name: str = "ana", password: str = PASSWORD):
+    token = csrf(client, "/login")
+    return client.post("/login", data={"csrf_token": token, "name": name,
+                                       "password": password}, follow_redirects=False)  # fmt: skip
+
+
+def identify(client: TestClient) -> int:
+    svc = client.app.state.service
+    with svc.open_gallery() as g:
+        return client.app.state.worker.run_once(g)
+
+
+def test_submit_identify_review_confirm_and_new(web):
+    client, svc, info = web
+    r = submit(client, [("known.jpg", info["known"].read_bytes())], site="Upper pool",
+               observer="Kenji", contact="kenji@example.org")  # fmt: skip
+    assert r.status_code == 303, r.text
+    receipt = r.headers["location"]
+    assert "waiting for identification" in client.get(receipt).text
+    r2 = submit(client, [("new.jpg", info["unknown"].read_bytes())], date="2026-06-01")
+    assert identify(client) == 2
+    status = client.get(receipt, params={"format": "json"}).json()["photos"][0]
+    assert status["status"] == "review" and status["text"] == "matched, awaiting review"
+    assert client.get("/review", follow_redirects=False).status_code == 303  # not logged in
+    assert login(client).status_code == 303
+    queue = client.get("/review").text
+    ids = [int(i) for i in re.findall(r'data-photo="(\d+)"', queue)]
+    assert sorted(ids) == [1, 2]
+    page = client.get("/review/1").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert info["known_individual"] in page
+    done = client.post("/review/1", data={"csrf_token": token, "action": "confirm"},
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303, done.text
+    done = client.post("/review/2", data={"csrf_token": token, "action": "new",
+                                          "individual": "JGS-web-1"},
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303, done.text
+    with svc.open_gallery() as g:
+        names = {s.id: s.num_images for s in g.individuals()}
+        audit = g.audit_log()
+    assert names["JGS-web-1"] == 1
+    enrolls = [a for a in audit if a["action"] == "enroll" and a["user"] == "ana"]
+    assert len(enrolls) == 2
+    assert "confirmed by a reviewer" in client.get(receipt).text
+    assert "recorded as a new individual: JGS-web-1" in client.get(r2.headers["location"]).text
+    for kind in ("sheet.png", "gradcam.png"):
+        pic = client.get(f"/photos/1/{kind}")
+        assert pic.status_code == 200 and pic.content[:4] == b"\x89PNG"
+
+
+def _jpeg(size: tuple[int, int] = (64, 64), noise: bool = False, exif: bytes = b"") -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8) if noise else None
+    img = Image.fromarray(pixels) if noise else Image.new("RGB", size, (90, 120, 60))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, exif=exif)
+    return buf.getvalue()
+
+
+def _stored(svc: Service) -> tuple[int, list[Path]]:
+    subs = svc.db.query("SELECT COUNT(*) AS n FROM submissions")[0]["n"]
+    return subs, [p for p in svc.uploads_dir.iterdir() if not p.name.startswith(".")]
+
+
+def test_reviewer_routes_need_a_login(web):
+    client, _, _ = web
+    for path in ("/review", "/review/1", "/individuals", "/alerts", "/alerts.json",
+                 "/photos/1/image", "/gallery/images/1"):  # fmt: skip
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), path
+    r = client.post("/review/1", data={"action": "confirm"}, follow_redirects=False)
+    assert r.status_code == 401
+    wrong = login(client, password="not the password")
+    assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+    assert "reid_session" not in wrong.cookies
+    assert client.get("/review", follow_redirects=False).status_code == 303
+
+
+def test_forms_without_their_csrf_token_are_refused(web):
+    client, svc, info = web
+    client.get("/")  # the visitor has the CSRF cookie, but the form lacks the token
+    photo = [("photos", ("a.jpg", info["known"].read_bytes(), "image/jpeg"))]
+    r = client.post("/submit", files=photo, data={"site": "Weir"})
+    assert r.status_code == 403 and "form has expired" in r.text
+    r = client.post("/submit", files=photo, data={"csrf_token": "forged"})
+    assert r.status_code == 403
+    assert _stored(svc) == (0, [])
+    r = client.post("/login", data={"name": "ana", "password": PASSWORD})
+    assert r.status_code == 403
+    assert login(client).status_code == 303
+    r = client.post("/review/1", data={"action": "reject", "reason": "x"})
+    assert r.status_code == 403
+    # the anonymous token is not the session's: a logged-in form needs the session's own
+    r = client.post("/review/1", data={"action": "reject", "reason": "x",
+                                       "csrf_token": csrf(client, "/login")})  # fmt: skip
+    assert r.status_code in (403, 409)
+
+
+def _bomb() -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buf, "PNG")  # 100 MP in a few kB
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("report.jpg", lambda: b"%PDF-1.4\n" + b"x" * 500, "not an image file"),
+        ("empty.jpg", lambda: b"", "empty (0 bytes)"),
+        ("bomb.png", _bomb, "decompression bomb"),
+        ("huge.jpg", lambda: _jpeg((700, 700), noise=True), "more than the 0.29 MB"),
+        ("../../x.jpg", lambda: _jpeg(), "contains a folder path"),
+        ("pic.gif", lambda: _gif(), "not a JPEG, PNG or HEIC"),
+    ],
+)
+def test_bad_uploads_are_refused_by_name_and_nothing_is_stored(web, name, make, reason):
+    client, svc, _ = web
+    data = make()
+    r = submit(client, [(name, data)])
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    text = r.text.replace("&#39;", "'")
+    assert reason in text and "is refused" in text
+    assert _stored(svc) == (0, [])
+    assert not list(svc.uploads_dir.glob("../**/x.jpg"))
+
+
+def _gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "GIF")
+    return buf.getvalue()
+
+
+def test_size_and_count_limits(web):
+    client, svc, info = web
+    big = b"0" * (svc.settings.limits.max_request_bytes + 1)
+    r = client.post("/submit", content=big, headers={"content-type": "multipart/form-data; "
+                                                     "boundary=x"})  # fmt: skip
+    assert r.status_code == 413 and "larger than" in r.text
+    photos = [(f"p{i}.jpg", _jpeg((64 + i, 64))) for i in range(4)]
+    r = submit(client, photos)
+    assert r.status_code == 400 and "At most 3 photos" in r.text
+    assert _stored(svc) == (0, [])
+
+
+def test_a_bad_file_in_a_submission_is_listed_and_the_rest_is_stored(web):
+    client, svc, info = web
+    r = submit(client, [("good.jpg", info["known"].read_bytes()), ("bad.jpg", b"")])
+    assert r.status_code == 303
+    page = client.get(r.headers["location"]).text.replace("&#39;", "'")
+    assert "good.jpg" in page and "File 'bad.jpg' is refused: it is empty" in page
+    assert _stored(svc)[0] == 1 and len(_stored(svc)[1]) == 1
+
+
+def test_sql_and_markup_in_fields_are_stored_literally(web):
+    client, svc, info = web
+    evil = "Robert'); DROP TABLE submissions;--"
+    note = "<script>alert(1)</script>"
+    r = submit(client, [("a.jpg", info["known"].read_bytes())], observer=evil, notes=note)
+    assert r.status_code == 303
+    row = svc.db.query("SELECT observer, notes FROM submissions")[0]
+    assert row == {"observer": evil, "notes": note}
+    identify(client)
+    login(client)
+    page = client.get("/review/1").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and note not in page
+
+
+def test_exif_date_and_place_fill_what_the_form_leaves_blank(web):
+    client, svc, _ = web
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (35.0, 30.0, 0.0), 3: "E", 4: (133.0, 15.0, 0.0)}
+    exif[0x8769] = {36867: "2025:06:01 21:14:03"}
+    r = submit(client, [("exif.jpg", _jpeg(exif=exif.tobytes()))])
+    assert r.status_code == 303
+    row = svc.db.query("SELECT date, latitude, longitude FROM photos")[0]
+    assert row["date"] == "2025-06-01"
+    assert row["latitude"] == pytest.approx(35.5) and row["longitude"] == pytest.approx(133.25)
+    r = submit(client, [("typed.jpg", _jpeg((65, 64), exif=exif.tobytes()))], date="2026-01-02",
+               latitude="34.1", longitude="132.9")  # fmt: skip
+    row = svc.db.query("SELECT date, latitude, longitude FROM photos WHERE id = 2")[0]
+    assert row == {"date": "2026-01-02", "latitude": 34.1, "longitude": 132.9}
+    r = submit(client, [("c.jpg", _jpeg((66, 64)))], latitude="95", longitude="10")
+    assert r.status_code == 400 and "outside the range of latitude" in r.text
+
+
+def test_heic_is_accepted_by_content(web):
+    client, svc, info = web
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    try:
+        pillow_heif.from_pillow(Image.open(info["known"])).save(buf, quality=90)
+    except Exception as exc:  # a pillow-heif build without an encoder
+        pytest.skip(f"pillow-heif cannot write HEIC here: {exc}")
+    r = submit(client, [("IMG_0001.HEIC", buf.getvalue())])
+    assert r.status_code == 303
+    assert svc.db.query("SELECT format, stored_name FROM photos")[0]["format"] == "HEIF"
+    assert identify(client) == 1
+    assert svc.db.query("SELECT status FROM photos")[0]["status"] == "review"
+
+
+def test_an_unusable_photo_is_reported_and_its_batch_goes_on(web):
+    client, svc, info = web
+    submit(client, [("a.jpg", info["known"].read_bytes())])
+    submit(client, [("b.jpg", info["unknown"].read_bytes())])
+    first = svc.db.photo(1)
+    svc.upload_path(first["stored_name"]).unlink()  # the disk lost it
+    assert identify(client) == 2
+    rows = {r["id"]: r for r in svc.db.query("SELECT id, status, reason FROM photos")}
+    assert rows[1]["status"] == "unusable" and "not found" in rows[1]["reason"]
+    assert rows[2]["status"] == "review"
+
+
+def test_review_actions_that_cannot_apply_say_why(web):
+    client, svc, info = web
+    submit(client, [("new.jpg", info["unknown"].read_bytes())])
+    identify(client)
+    login(client)
+    token = csrf(client, "/review/1")
+
+    def act(**form):
+        r = client.post("/review/1", data={"csrf_token": token, **form})
+        return r.status_code, r.text.replace("&#39;", "'")
+
+    code, text = act(action="assign", individual="NOBODY")
+    assert code == 409 and "Individual 'NOBODY' is not in the gallery" in text
+    code, text = act(action="new", individual=info["known_individual"])
+    assert code == 409 and "already exists" in text
+    code, text = act(action="reject", reason=" ")
+    assert code == 409 and "Say why" in text
+    code, _ = act(action="reject", reason="blurred")
+    assert code == 200  # followed to the queue
+    code, text = act(action="reject", reason="again")
+    assert code == 409 and "not awaiting review (it is done, reject by ana)" in text
+
+
+def test_server_errors_show_a_sentence_not_a_trace(web, monkeypatch):
+    client, svc, _ = web
+    login(client)
+
+    def broken(*a, **k):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(svc.db, "pending_review", broken)
+    r = client.get("/review")
+    assert r.status_code == 500
+    assert "secret internal detail" not in r.text and "Traceback" not in r.text
+    assert "Something went wrong" in r.text
+
+
+def _assign(client, svc, path: Path, site: str, individual: str) -> list[str]:
+    before = len(svc.db.alerts())
+    r = submit(client, [(path.name, path.read_bytes())], site=site)
+    assert r.status_code == 303
+    identify(client)
+    photo_id = max(p["id"] for p in svc.db.query("SELECT id FROM photos"))
+    token = csrf(client, f"/review/{photo_id}")
+    r = client.post(f"/review/{photo_id}", data={"csrf_token": token, "action": "assign",
+                                                "individual": individual})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return [a["kind"] for a in svc.db.alerts()[: len(svc.db.alerts()) - before]]
+
+
+def test_translocation_alert_at_10_km_and_none_at_100_m(web, tiny_data):
+    client, svc, info = web
+    who = info["known_individual"]
+    photos = sorted(p for p in (tiny_data.parent / "images" / who).glob("*.jpg"))
+    enrolled = {im.sha256 for im in svc.open_gallery().images(who)}
+    import hashlib
+
+    fresh = [p for p in photos if hashlib.sha256(p.read_bytes()).hexdigest() not in enrolled]
+    assert len(fresh) >= 4
+    login(client)
+    assert _assign(client, svc, fresh[0], "Upper pool", who) == []  # first placed sighting
+    assert _assign(client, svc, fresh[1], "Weir", who) == []  # 100 m away
+    assert _assign(client, svc, fresh[2], "Far reach", who) == ["distance"]  # 10 km
+    kinds = _assign(client, svc, fresh[3], "Other river", who)  # 4.6 km, another catchment
+    assert sorted(kinds) == ["catchment", "distance"]
+    alerts = client.get("/alerts.json").json()
+    assert any("9.9 km from its nearest earlier sighting (Weir)" in a["message"] for a in alerts)
+    csv_text = client.get("/alerts.csv").text
+    assert csv_text.splitlines()[0] == "id,created_at,kind,individual,photo_id,message"
+    assert len(csv_text.strip().splitlines()) == 4
+    page = client.get(f"/individuals/{who}")
+    assert page.status_code == 200 and "Far reach" in page.text
+    assert client.get(f"/individuals/{who}/map.png").content[:4] == b"\x89PNG"
+
+
+def test_distances_and_hybrid_alerts_by_hand():
+    from reid.web.alerts import Sites, distance_km, hybrid_alert, place_alerts
+
+    assert distance_km((0.0, 0.0), (1.0, 0.0)) == pytest.approx(111.195, abs=0.01)
+    sites = Sites({"A": (35.0, 133.0)}, {})
+    assert place_alerts("x", "35.0009, 133.0", ["A"], sites, 1.0) == []
+    far = place_alerts("x", "35.09, 133.0", ["A", ""], sites, 1.0)
+    assert [a.kind for a in far] == ["distance"] and far[0].details["distance_km"] == 10.008
+    assert place_alerts("x", "", ["A"], sites, 1.0) == []  # no place: nothing to compare
+    assert hybrid_alert("x", {"native": 0.3, "hybrid": 0.7}, "hybrid", 0.5).kind == "hybrid"
+    assert hybrid_alert("x", {"native": 0.6, "hybrid": 0.4}, "hybrid", 0.5) is None
+
+
+def test_proposed_group_gathers_other_pending_newcomer_photos(web):
+    import numpy as np
+
+    from reid.web.review import proposed_group
+
+    client, svc, info = web
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        submit(client, [(name, _jpeg((64 + len(svc.db.query("SELECT id FROM photos")), 64)))])
+    v = np.array([1, 0, 0], np.float32)
+    far = np.array([0, 1, 0], np.float32)
+    for pid, vec, new in ((1, v, True), (2, v * 0.99 + far * 0.1, True), (3, far, True)):
+        svc.db.finish(pid, result={"is_new": new, "score": 0.1, "threshold": 0.5},
+                      vector=vec / np.linalg.norm(vec), margin=0.4)  # fmt: skip
+    assert proposed_group(svc, 1, 0.9) == [2]
+    assert proposed_group(svc, 3, 0.9) == []
+    assert proposed_group(svc, 1, None) == []
