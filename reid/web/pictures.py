@@ -68,6 +68,8 @@ def sightings_map(
 ) -> Path | None:
     """Scatter of an individual's sighting places ``(date, location)``, joined in date order
     and labelled with their dates; None when no sighting has a place."""
+    from matplotlib.ticker import MaxNLocator
+
     from reid.evaluation.plots import plt
 
     placed = [(d, p) for d, loc in sorted(sightings) if (p := sites.coordinates(loc))]
@@ -80,10 +82,16 @@ def sightings_map(
     ax.scatter(lons, lats, c=range(len(placed)), cmap="viridis", zorder=2, s=40)
     for date, (lat, lon) in placed:
         ax.annotate(date or "?", (lon, lat), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    pad = 0.01  # degrees (~1 km): a single sighting, or a few metres apart, stays readable
+    for lim, values in ((ax.set_xlim, lons), (ax.set_ylim, lats)):
+        mid, half = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
+        lim(mid - max(half * 1.2, pad), mid + max(half * 1.2, pad))
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(f"{individual}: {len(placed)} placed sighting(s)")
     ax.ticklabel_format(useOffset=False)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

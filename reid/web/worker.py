@@ -18,8 +18,9 @@ from reid.web.service import Service
 log = logging.getLogger("reid.web")
 
 
-def row_result(row: Any, scorer: str) -> dict[str, Any]:
-    """The JSON the review queue shows for one identified photo (a :class:`MatchRow`)."""
+def row_result(row: Any, scorer: str, decides: str) -> dict[str, Any]:
+    """The JSON the review queue shows for one identified photo (a :class:`MatchRow`);
+    ``scorer`` named the candidates, ``decides`` is the score the NEW threshold is on."""
     m = row.match
     return {
         "decision": m.decision,
@@ -28,6 +29,7 @@ def row_result(row: Any, scorer: str) -> dict[str, Any]:
         "threshold": None if m.threshold is None else float(m.threshold),
         "calibrated": bool(m.calibrated),
         "scorer": scorer,
+        "decides": decides,
         "candidates": [
             {"individual": c.individual, "score": float(c.score), "image_id": int(c.image_id)}
             for c in m.candidates
@@ -125,7 +127,7 @@ class Worker:
                 reason = row.error if row is not None else "no result"
                 self.db.finish(item["id"], result=None, reason=reason)
                 continue
-            result = row_result(row, choice.name)
+            result = row_result(row, choice.name, choice.decides)
             self.db.finish(item["id"], result=result, vector=row.vector, margin=margin_of(result))
             self._hybrid_alert(item["id"], result)
 
