@@ -377,3 +377,93 @@ def test_proposed_group_gathers_other_pending_newcomer_photos(web):
     assert proposed_group(svc, 1, 0.9) == [2]
     assert proposed_group(svc, 3, 0.9) == []
     assert proposed_group(svc, 1, None) == []
+
+
+def test_rename_and_merge_go_through_the_gallery_and_its_audit_log(web):
+    client, svc, info = web
+    submit(client, [("a.jpg", info["known"].read_bytes())])
+    identify(client)
+    login(client)
+    token = csrf(client, "/review/1")
+    client.post("/review/1", data={"csrf_token": token, "action": "confirm"})
+    who = info["known_individual"]
+    with svc.open_gallery() as g:
+        before = {s.id: s.num_images for s in g.individuals()}
+    target = next(n for n in sorted(before) if n != who)
+    r = client.post(
+        f"/individuals/{who}",
+        data={"csrf_token": token, "action": "merge", "other": target},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/individuals/{target}"
+    r = client.post(
+        f"/individuals/{target}",
+        data={"csrf_token": token, "action": "rename", "other": "Hanako"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    with svc.open_gallery() as g:
+        after = {s.id: s.num_images for s in g.individuals()}
+        actions = [(a["action"], a["user"]) for a in g.audit_log()][-2:]
+    assert after["Hanako"] == before[who] + before[target] and who not in after
+    assert actions == [("merge", "ana"), ("rename", "ana")]
+    assert svc.db.photo(1)["individual"] == "Hanako"  # the receipt follows the animal
+    r = client.post(
+        "/individuals/Hanako", data={"csrf_token": token, "action": "merge", "other": "NOBODY"}
+    )
+    assert r.status_code == 409 and "NOBODY" in r.text
+
+
+def test_users_add_and_cookie_flags(web_gallery, tmp_path):
+    from typer.testing import CliRunner
+
+    from reid.cli.main import app
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(web_gallery["dir"], gallery)
+    runner = CliRunner()
+    r = runner.invoke(app, ["users", "add", str(gallery), "kim", "--password-stdin"],
+                      input="short\n")  # fmt: skip
+    assert r.exit_code == 1 and "too short" in r.output
+    r = runner.invoke(app, ["users", "add", str(gallery), "kim", "--password-stdin"],
+                      input=PASSWORD + "\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["users", "add", str(tmp_path / "nothing"), "kim"])
+    assert r.exit_code == 1 and "is not a gallery" in r.output
+    settings = ServeSettings(gallery_dir=gallery, model=web_gallery["run"], workers=0,
+                             device="cpu")  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        r = login(client, "kim")
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert client.get("/review").status_code == 200
+        stored = client.app.state.service.db.user("kim")["password_hash"]
+        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_a_hybrid_screen_raises_an_alert_when_identified(web, monkeypatch):
+    client, svc, info = web
+    from reid.web import worker as worker_mod
+
+    submit(client, [("a.jpg", info["known"].read_bytes())])
+    svc.settings.hybrid_level = 0.6
+
+    def fake_screen(rows, screener, progress):  # the screen run's answer, without training one
+        for r in rows:
+            r.screen = {"native": 0.2, "hybrid": 0.8}
+
+    monkeypatch.setattr("reid.pipeline._screen_rows", fake_screen)
+    svc.screener = object()
+    assert identify(client) == 1
+    alerts = svc.db.alerts()
+    assert [a["kind"] for a in alerts] == ["hybrid"] and "0.80" in alerts[0]["message"]
+    assert worker_mod.margin_of({"score": 0.5, "threshold": 0.7}) == pytest.approx(0.2)
+
+
+def test_repeated_failed_logins_are_throttled(web):
+    client, _, _ = web
+    for _ in range(5):
+        assert login(client, password="guess " * 3).status_code == 401
+    r = login(client)  # even the right password waits now
+    assert r.status_code == 429 and "Too many failed logins" in r.text

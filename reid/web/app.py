@@ -238,6 +238,7 @@ def _safe_next(target: str | None) -> str:
 def _routes_public(app: FastAPI, svc: Service, worker: Worker,
                    templates: Jinja2Templates) -> None:  # fmt: skip
     limits = svc.settings.limits
+    throttle = auth.LoginThrottle()
 
     @app.get("/", response_class=HTMLResponse)
     def submit_form(request: Request):
@@ -293,10 +294,14 @@ def _routes_public(app: FastAPI, svc: Service, worker: Worker,
     async def login(request: Request):
         form = await request.form(max_files=0, max_fields=10)
         _check_public_csrf(request, form)
-        name, password = str(form.get("name") or ""), str(form.get("password") or "")
-        user = await run_in_threadpool(auth.check_password, svc.db, name, password)
+        name, password = str(form.get("name") or "")[:64], str(form.get("password") or "")
+        keys = (f"name:{name}", f"addr:{request.client.host if request.client else ''}")
+        if throttle.blocked(*keys):
+            raise HTTPException(429, "Too many failed logins: wait 15 minutes and try again.")
+        user = await run_in_threadpool(auth.check_password, svc.db, name, password[:1024])
         target = _safe_next(str(form.get("next") or ""))
         if user is None:
+            throttle.failed(*keys)
             return _page(templates, request, "login.html", status=401, next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
         _cookie(response, svc, auth.SESSION_COOKIE, auth.open_session(svc.db, user["name"]))
@@ -339,7 +344,7 @@ def _store_submission(svc: Service, uploads: list[tuple[str, bytes]],
 # --------------------------------------------------------------------------- reviewers
 def _routes_review(app: FastAPI, svc: Service, templates: Jinja2Templates) -> None:
     from reid.web import pictures
-    from reid.web.review import ReviewRefused, apply_review, proposed_group
+    from reid.web.review import ReviewRefused, apply_review, edit_individual, proposed_group
 
     @app.get("/review", response_class=HTMLResponse)
     def queue(request: Request, done: int | None = None):
@@ -433,6 +438,16 @@ def _routes_review(app: FastAPI, svc: Service, templates: Jinja2Templates) -> No
         return _page(templates, request, "individual.html", name=name, alerts=alerts,
                      images=sorted(images, key=lambda im: (im.date, im.time, im.image_id)),
                      placed=any(svc.sites.coordinates(im.location) for im in images))  # fmt: skip
+
+    @app.post("/individuals/{name}")
+    async def edit(request: Request, name: str):
+        sess, form = await _reviewer_form(request)
+        try:
+            now = await run_in_threadpool(edit_individual, svc, name, str(form.get("action")),
+                                          str(form.get("other") or ""), sess["user"])  # fmt: skip
+        except ReviewRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+        return RedirectResponse(f"/individuals/{quote(now)}", status_code=303)
 
     @app.get("/individuals/{name}/map.png")
     def individual_map(request: Request, name: str):

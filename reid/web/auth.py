@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -50,6 +52,33 @@ def check_password(db: WebDB, name: str, password: str) -> dict[str, Any] | None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     return user
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per name (and per client address) in ``window_s``;
+    further attempts are refused until the window has passed, so passwords cannot be guessed
+    at speed. In memory: a restart forgets, which costs an attacker a restart each time."""
+
+    def __init__(self, limit: int = 5, window_s: float = 900.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        self._failures[key] = kept
+        return kept
+
+    def blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.limit for k in keys)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in keys:
+                self._recent(k, now).append(now)
 
 
 def _digest(token: str) -> str:
@@ -101,6 +130,7 @@ def tokens_equal(a: str | None, b: str | None) -> bool:
 
 __all__ = [
     "CSRF_COOKIE",
+    "LoginThrottle",
     "ROLES",
     "SESSION_COOKIE",
     "add_user",

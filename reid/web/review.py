@@ -88,6 +88,25 @@ def apply_review(
         return ReviewOutcome(action, name, [p["id"] for p in photos], alerts)
 
 
+def edit_individual(service: Service, name: str, action: str, other: str, user: str) -> str:
+    """Rename ``name`` to ``other`` or merge it into ``other`` through the gallery (audit log
+    under ``user``); the app's own records follow. Returns the individual's id afterwards."""
+    from reid.gallery import GalleryError
+
+    other = other.strip()
+    if action not in ("rename", "merge") or not other:
+        raise ReviewRefused("Say rename or merge, and the other individual's id.")
+    with service.review_lock, service.open_gallery() as gallery:
+        try:
+            (gallery.rename if action == "rename" else gallery.merge)(name, other, user=user)
+        except GalleryError as exc:
+            raise ReviewRefused(str(exc)) from None
+    with service.db.transaction() as conn:  # receipts and alerts name the animal as it is now
+        conn.execute("UPDATE photos SET individual = ? WHERE individual = ?", (other, name))
+        conn.execute("UPDATE alerts SET individual = ? WHERE individual = ?", (other, name))
+    return other
+
+
 def _pending(service: Service, photo_id: int) -> dict[str, Any]:
     photo = service.db.photo(photo_id)
     if photo is None:
@@ -183,6 +202,7 @@ __all__ = [
     "ReviewOutcome",
     "ReviewRefused",
     "apply_review",
+    "edit_individual",
     "location_of",
     "proposed_group",
 ]
