@@ -81,6 +81,10 @@ def serve(
     if not any(u for u in web.state.service.db.query("SELECT name FROM users")):
         typer.secho(f"No reviewer yet: add one with `reid users add {gallery} NAME`.",
                     err=True, fg=typer.colors.YELLOW)  # fmt: skip
+    if host not in ("127.0.0.1", "localhost", "::1") and not secure_cookies:
+        typer.secho(f"Listening on {host} without --secure-cookies: serve it behind an HTTPS "
+                    "proxy and add --secure-cookies, or passwords and sessions travel in clear.",
+                    err=True, fg=typer.colors.YELLOW)  # fmt: skip
     typer.echo(f"Serving {gallery} on http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(web, host=host, port=port, log_level="warning", server_header=False)
 

@@ -461,9 +461,87 @@ def test_a_hybrid_screen_raises_an_alert_when_identified(web, monkeypatch):
     assert worker_mod.margin_of({"score": 0.5, "threshold": 0.7}) == pytest.approx(0.2)
 
 
-def test_repeated_failed_logins_are_throttled(web):
-    client, _, _ = web
+def test_repeated_failed_logins_are_throttled_per_name_and_address(web):
+    from reid.web.auth import LoginThrottle
+
+    client, svc, _ = web
     for _ in range(5):
         assert login(client, password="guess " * 3).status_code == 401
-    r = login(client)  # even the right password waits now
+    r = login(client)  # even the right password waits now, from this address
     assert r.status_code == 429 and "Too many failed logins" in r.text
+    throttle = LoginThrottle(limit=3, per_address=5)
+    assert [throttle.attempt("ana", "10.0.0.9") for _ in range(4)] == [True] * 3 + [False]
+    assert throttle.attempt("ana", "10.0.0.7")  # a stranger's guesses do not lock ana out
+    throttle.succeeded("ana", "10.0.0.7")
+    assert [throttle.attempt(f"u{i}", "10.0.0.9") for i in range(3)] == [True, True, False]
+
+
+def test_a_password_reset_ends_old_sessions(web):
+    client, svc, _ = web
+    login(client)
+    assert client.get("/review", follow_redirects=False).status_code == 200
+    add_user(svc.db, "ana", "a brand new password")
+    assert client.get("/review", follow_redirects=False).status_code == 303
+
+
+def test_streamed_oversize_body_and_odd_ids_get_their_status(web):
+    client, svc, _ = web
+
+    def chunks():
+        for _ in range(40):
+            yield b"0" * 64 * 1024
+
+    r = client.post(
+        "/submit", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert r.status_code == 413 and "larger than" in r.text
+    login(client)
+    huge = "99999999999999999999"
+    for path in (f"/review/{huge}", "/review/abc", f"/photos/{huge}/image",
+                 f"/review?done={huge}"):  # fmt: skip
+        r = client.get(path)
+        assert r.status_code in (200, 404) and "Traceback" not in r.text, path
+
+
+def test_confirm_after_a_rename_is_refused_and_an_interrupted_decision_can_be_retried(
+    web, monkeypatch
+):
+    client, svc, info = web
+    for name in ("a.jpg", "b.jpg"):
+        photo = info["known"] if name == "a.jpg" else info["unknown"]
+        submit(client, [(name, photo.read_bytes())])
+    identify(client)
+    login(client)
+    token = csrf(client, "/review/1")
+    who = info["known_individual"]
+    with svc.open_gallery() as g:
+        g.rename(who, "Renamed")
+    r = client.post("/review/1", data={"csrf_token": token, "action": "confirm"})
+    assert r.status_code == 409 and "no longer in the gallery" in r.text
+    calls = []
+
+    def crash_once(*args, **kwargs):  # the gallery took the photo; then the process "died"
+        calls.append(1)
+        raise RuntimeError("power cut")
+
+    original = svc.db.record_review
+    monkeypatch.setattr(svc.db, "record_review", crash_once)
+    form = {"csrf_token": token, "action": "assign", "individual": "Renamed"}
+    assert client.post("/review/1", data=form).status_code == 500
+    monkeypatch.setattr(svc.db, "record_review", original)
+    r = client.post("/review/1", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text  # the retry records what the gallery already holds
+    with svc.open_gallery() as g:
+        assert sum(1 for im in g.images("Renamed") if im.sighting.startswith("web-")) == 1
+    r = client.post(
+        "/individuals/Renamed", data={"csrf_token": token, "action": "merge", "other": "NOBODY"}
+    )
+    assert r.status_code == 409 and str(svc.settings.gallery_dir) not in r.text
+
+
+def test_alerts_csv_cells_are_not_formulas(web):
+    client, svc, _ = web
+    svc.db.add_alert("hybrid", '=HYPERLINK("http://x")', None, "-2+3 looks like a sum")
+    login(client)
+    line = client.get("/alerts.csv").text.splitlines()[1]
+    assert "'=HYPERLINK" in line and "'-2+3" in line

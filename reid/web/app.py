@@ -14,6 +14,8 @@ import io
 import logging
 import re
 import secrets
+import shutil
+import threading
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date as Date
@@ -22,13 +24,14 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 
+from reid.errors import ReIDError
 from reid.web import auth
 from reid.web.db import NewPhoto
 from reid.web.service import ServeSettings, Service
@@ -38,10 +41,23 @@ from reid.web.worker import Worker
 log = logging.getLogger("reid.web")
 HERE = Path(__file__).parent
 MAX_FIELD = {"observer": 100, "contact": 200, "notes": 1000, "site": 100}
+MIN_FREE_BYTES = 512 * 2**20  # keep room for the gallery's own writes
+DECODING = threading.BoundedSemaphore(2)
 
 
 class NeedLogin(Exception):
     """A reviewer route was asked for without a session."""
+
+
+class _TooLarge(Exception):
+    """The request body passed the limit while it was being read."""
+
+
+def _has_too_large(exc: BaseException) -> bool:
+    if isinstance(exc, _TooLarge):
+        return True
+    inner = getattr(exc, "exceptions", None)  # an exception group (anyio wraps in one)
+    return isinstance(inner, tuple) and any(_has_too_large(e) for e in inner)
 
 
 class BodyLimit:
@@ -57,17 +73,27 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send)
-        seen = 0
+        seen, started = 0, False
 
         async def counted() -> dict:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise HTTPException(413, self._sentence())
+                raise _TooLarge()
             return message
 
-        await self.app(scope, counted, send)
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except BaseException as exc:  # noqa: B036 - re-raised unless it is ours
+            if not _has_too_large(exc) or started:
+                raise
+            await self._refuse(send)
 
     def _sentence(self) -> str:
         return (
@@ -111,6 +137,8 @@ def create_app(settings: ServeSettings, *, service: Service | None = None) -> Fa
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
+        if not request.url.path.startswith("/static/"):  # shared field-station computers
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_request_bytes)
@@ -247,11 +275,8 @@ def _routes_public(app: FastAPI, svc: Service, worker: Worker,
 
     @app.post("/submit")
     async def submit(request: Request):
-        try:
-            form = await request.form(max_files=limits.max_photos + 1, max_fields=20,
-                                      max_part_size=64 * 1024)  # fmt: skip
-        except MultiPartException as exc:
-            raise HTTPException(400, f"The upload could not be read: {exc.message}.") from None
+        form = await request.form(max_files=limits.max_photos + 1, max_fields=20,
+                                  max_part_size=64 * 1024)  # fmt: skip
         _check_public_csrf(request, form)
         files = [f for f in form.getlist("photos") if not isinstance(f, str)]
         if not files:
@@ -295,14 +320,14 @@ def _routes_public(app: FastAPI, svc: Service, worker: Worker,
         form = await request.form(max_files=0, max_fields=10)
         _check_public_csrf(request, form)
         name, password = str(form.get("name") or "")[:64], str(form.get("password") or "")
-        keys = (f"name:{name}", f"addr:{request.client.host if request.client else ''}")
-        if throttle.blocked(*keys):
+        address = request.client.host if request.client else ""
+        if not throttle.attempt(name, address):
             raise HTTPException(429, "Too many failed logins: wait 15 minutes and try again.")
         user = await run_in_threadpool(auth.check_password, svc.db, name, password[:1024])
         target = _safe_next(str(form.get("next") or ""))
         if user is None:
-            throttle.failed(*keys)
             return _page(templates, request, "login.html", status=401, next=target, failed=True)
+        throttle.succeeded(name, address)
         response = RedirectResponse(target, status_code=303)
         _cookie(response, svc, auth.SESSION_COOKIE, auth.open_session(svc.db, user["name"]))
         return response
@@ -322,10 +347,16 @@ def _store_submission(svc: Service, uploads: list[tuple[str, bytes]],
     """Check each file, store the good ones durably and queue them in one transaction; refused
     files are listed on the receipt. Nothing is stored when every file is refused (400)."""
     day, lat, lon, site = place
+    free = shutil.disk_usage(svc.uploads_dir).free
+    if free < MIN_FREE_BYTES + sum(len(d) for _, d in uploads):
+        log.error("refusing uploads: %d MB free in %s", free // 2**20, svc.uploads_dir)
+        raise HTTPException(507, "The server is short of disk space and cannot store photos "
+                                 "now; please try again later.")  # fmt: skip
     good, refused = [], []
     for name, data in uploads:
         try:
-            good.append(check_upload(name, data, svc.settings.limits, svc.uploads_dir))
+            with DECODING:  # a decoded 60 MP photo takes ~230 MB: bound how many at once
+                good.append(check_upload(name, data, svc.settings.limits, svc.uploads_dir))
         except UploadRefused as exc:
             refused.append(str(exc))
     if not good:
@@ -405,6 +436,8 @@ def _routes_review(app: FastAPI, svc: Service, templates: Jinja2Templates) -> No
                 return draw(svc, photo)
             except FileNotFoundError as exc:
                 raise HTTPException(404, str(exc)) from None
+            except ReIDError as exc:  # e.g. the stored photo is gone or unreadable
+                raise HTTPException(404, f"No picture for photo {photo_id}: {exc}") from None
 
     @app.get("/photos/{photo_id}/{kind}")
     def photo_file(request: Request, photo_id: int, kind: str):
@@ -412,6 +445,8 @@ def _routes_review(app: FastAPI, svc: Service, templates: Jinja2Templates) -> No
         if kind not in ("image", "sheet.png", "gradcam.png"):
             raise HTTPException(404, "No such picture.")
         path = _picture(photo_id, kind.removesuffix(".png"))
+        if not path.is_file():
+            raise HTTPException(404, f"The file of photo {photo_id} is missing.")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=300"})
 
     @app.get("/gallery/images/{image_id}")
@@ -480,12 +515,19 @@ def _routes_review(app: FastAPI, svc: Service, templates: Jinja2Templates) -> No
         cols = ["id", "created_at", "kind", "individual", "photo_id", "message"]
         writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
         return Response(
             buf.getvalue(),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="alerts.csv"'},
         )
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP's CSV-injection advice)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _images_of(svc: Service, name: str) -> list[Any]:
@@ -508,6 +550,10 @@ def _error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
             return RedirectResponse(f"/login?next={target}", status_code=303)
         return _error(templates, request, 401, "Log in as a reviewer first.")
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        return _error(templates, request, 404, "There is no such page.")
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         text = exc.detail if isinstance(exc.detail, str) else "The request was refused."
@@ -525,6 +571,10 @@ def _error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
 
 
 def _error(templates: Jinja2Templates, request: Request, status: int, text: str) -> Response:
+    svc: Service = request.app.state.service
+    for folder, name in ((svc.settings.data_dir, "the app's data folder"),
+                         (svc.settings.gallery_dir, "the gallery")):  # fmt: skip
+        text = text.replace(f"gallery {folder}", name).replace(str(folder), name)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"error": text}, status_code=status)
     try:

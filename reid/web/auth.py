@@ -42,6 +42,8 @@ def add_user(db: WebDB, name: str, password: str, role: str = "reviewer") -> Non
     if len(password) < 10:
         raise ReIDError("The password is too short: use at least 10 characters.")
     db.add_user(name, _HASHER.hash(password), role)
+    with db.transaction() as conn:  # a reset password ends every session opened with the old
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
 
 
 def check_password(db: WebDB, name: str, password: str) -> dict[str, Any] | None:
@@ -55,30 +57,35 @@ def check_password(db: WebDB, name: str, password: str) -> dict[str, Any] | None
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per name (and per client address) in ``window_s``;
-    further attempts are refused until the window has passed, so passwords cannot be guessed
-    at speed. In memory: a restart forgets, which costs an attacker a restart each time."""
+    """At most ``limit`` login attempts per key in ``window_s`` until one succeeds, so
+    passwords cannot be guessed at speed. Keys are (name, address) and the address alone, so a
+    stranger's wrong guesses never lock a reviewer out from their own computer. An attempt is
+    counted before the password is checked (parallel guesses cannot slip through) and the
+    count is cleared by a success. In memory: a restart forgets."""
 
-    def __init__(self, limit: int = 5, window_s: float = 900.0) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, list[float]] = {}
+    def __init__(self, limit: int = 5, window_s: float = 900.0, per_address: int = 20) -> None:
+        self.limit, self.window_s, self.per_address = limit, window_s, per_address
+        self._attempts: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-        self._failures[key] = kept
-        return kept
-
-    def blocked(self, *keys: str) -> bool:
+    def attempt(self, name: str, address: str) -> bool:
+        """Count one attempt; False when the limit is reached (refuse without checking)."""
         now = time.monotonic()
+        keys = ((f"{name}\x1f{address}", self.limit), (f"\x1f{address}", self.per_address))
         with self._lock:
-            return any(len(self._recent(k, now)) >= self.limit for k in keys)
+            recent = {}
+            for key, _ in keys:
+                recent[key] = [t for t in self._attempts.get(key, []) if now - t < self.window_s]
+                self._attempts[key] = recent[key]
+            if any(len(recent[key]) >= limit for key, limit in keys):
+                return False
+            for key, _ in keys:
+                recent[key].append(now)
+            return True
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
+    def succeeded(self, name: str, address: str) -> None:
         with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
+            self._attempts.pop(f"{name}\x1f{address}", None)
 
 
 def _digest(token: str) -> str:
@@ -88,8 +95,10 @@ def _digest(token: str) -> str:
 def open_session(db: WebDB, user: str) -> str:
     """A new session for ``user``; returns the cookie value."""
     token = secrets.token_urlsafe(32)
-    expires = datetime.now(timezone.utc) + timedelta(hours=SESSION_HOURS)
+    now = datetime.now(timezone.utc)
+    expires = now + timedelta(hours=SESSION_HOURS)
     with db.transaction() as conn:
+        conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now.isoformat(),))
         conn.execute(
             "INSERT INTO sessions(token_hash, user, csrf, expires_at) VALUES (?, ?, ?, ?)",
             (_digest(token), user, secrets.token_urlsafe(32), expires.isoformat()),

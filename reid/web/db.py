@@ -15,6 +15,7 @@ A photo's ``status`` walks ``queued -> working -> review -> done``, or ends at `
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -138,6 +139,7 @@ class WebDB:
         self._conn.execute("PRAGMA synchronous = FULL")  # an acknowledged upload is on disk
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.executescript(SCHEMA)
+        os.chmod(self.path, 0o600)  # contacts and password hashes: the server's user only
 
     def close(self) -> None:
         with self._lock:
@@ -198,6 +200,8 @@ class WebDB:
         return out
 
     def photo(self, photo_id: int) -> dict[str, Any] | None:
+        if not 0 < photo_id < 2**63:  # SQLite's integer range; no such photo either way
+            return None
         rows = self.query("SELECT * FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             return None

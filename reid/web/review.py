@@ -130,7 +130,13 @@ def _target(action: str, photo: dict[str, Any], individual: str, known: set[str]
                 "The machine proposed no known individual for this photo: choose one or "
                 "record a new individual."
             )
-        return result["candidates"][0]["individual"]
+        best = result["candidates"][0]["individual"]
+        if best not in known:
+            raise ReviewRefused(
+                f"{best} is no longer in the gallery (renamed or merged since this photo was "
+                "identified): pick the individual it is now."
+            )
+        return best
     if action == "assign":
         if individual not in known:
             raise ReviewRefused(
@@ -175,12 +181,12 @@ def _enroll(service: Service, gallery: Any, photos: list[dict[str, Any]], name: 
         detector=service.detector, best=True, local=local,
     )  # fmt: skip
     report = outcome.report
-    if report.duplicates:
-        d = report.duplicates[0]
-        raise ReviewRefused(f"This photo is already in the gallery as {d.existing_individual}.")
+    for d in report.duplicates:  # already there under this individual (e.g. a decision that
+        if d.existing_individual != name:  # crashed before it was recorded): nothing to redo
+            raise ReviewRefused(f"This photo is already in the gallery as {d.existing_individual}.")
     problems = [f.reason for f in report.failed] + [e.reason for e in outcome.unreadable]
     problems += outcome.no_head + [why for _, why in outcome.bad_ids]
-    if problems or len(report.added) != len(records):
+    if problems or len(report.added) + len(report.duplicates) != len(records):
         raise ReviewRefused(f"The gallery did not take the photo: {'; '.join(problems)}.")
 
 

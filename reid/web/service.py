@@ -70,6 +70,8 @@ class Service:
         self.uploads_dir = settings.data_dir / "uploads"
         self.results_dir = settings.data_dir / "results"
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.uploads_dir.glob(".*-*"):  # .tmp-/.check- files a crash left behind
+            stale.unlink(missing_ok=True)
         self.secret = _secret(settings.data_dir / "secret.key")
         self.review_lock = threading.Lock()  # one review action at a time: no double enroll
         self.picture_lock = threading.Lock()  # Grad-CAM hooks and pyplot are not thread-safe

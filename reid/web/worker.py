@@ -104,8 +104,10 @@ class Worker:
             for item in claimed:
                 try:
                     self._identify(gallery, [item])
-                except Exception as one:
-                    self.db.finish(item["id"], result=None, reason=f"identification failed: {one}")
+                except Exception:  # the detail goes to the log, never to a public receipt
+                    log.exception("photo %s could not be identified", item["id"])
+                    self.db.finish(item["id"], result=None, reason="identification failed on "
+                                   "the server; the survey team can look at it")  # fmt: skip
         self.identified += len(claimed)
         return len(claimed)
 
