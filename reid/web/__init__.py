@@ -6,5 +6,7 @@ Rooms: ``db`` (the app's own SQLite: submissions, photos, the queue, users, sess
 ``uploads`` (checks by content, durable storage), ``auth`` (argon2 passwords, sessions, CSRF),
 ``worker`` (identification off the request path), ``review`` (actions through the gallery),
 ``alerts`` (translocation and hybrid alerts), ``pictures`` (match sheets, Grad-CAM, maps),
-``app`` (the FastAPI routes and templates).
+``service`` (settings and loaded pieces), and the FastAPI side: ``app`` (factory and
+middleware), ``pages`` (rendering, session checks, error pages), ``public`` (form, upload,
+receipt, login) and ``review_pages`` (queue, actions, individuals, alerts) with ``templates/``.
 """
