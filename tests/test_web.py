@@ -76,11 +76,13 @@ def test_submit_identify_review_confirm_and_new(web):
                observer="Kenji", contact="kenji@example.org")  # fmt: skip
     assert r.status_code == 303, r.text
     receipt = r.headers["location"]
-    assert "waiting for identification" in client.get(receipt).text
+    waiting = client.get(receipt).text
+    assert "waiting for identification" in waiting and 'http-equiv="refresh"' in waiting
     r2 = submit(client, [("new.jpg", info["unknown"].read_bytes())], date="2026-06-01")
     assert identify(client) == 2
     status = client.get(receipt, params={"format": "json"}).json()["photos"][0]
     assert status["status"] == "review" and status["text"] == "matched, awaiting review"
+    assert 'http-equiv="refresh"' not in client.get(receipt).text  # nothing left to wait for
     assert client.get("/review", follow_redirects=False).status_code == 303  # not logged in
     assert login(client).status_code == 303
     queue = client.get("/review").text
