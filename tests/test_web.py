@@ -369,16 +369,21 @@ def test_proposed_group_gathers_other_pending_newcomer_photos(web):
     from reid.web.review import proposed_group
 
     client, svc, info = web
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         submit(client, [(name, _jpeg((64 + len(svc.db.query("SELECT id FROM photos")), 64)))])
     v = np.array([1, 0, 0], np.float32)
     far = np.array([0, 1, 0], np.float32)
-    for pid, vec, new in ((1, v, True), (2, v * 0.99 + far * 0.1, True), (3, far, True)):
+    for pid, vec, new in ((1, v, True), (2, v * 0.99 + far * 0.1, True), (3, far, True),
+                          (4, v, False)):  # fmt: skip
         svc.db.finish(pid, result={"is_new": new, "score": 0.1, "threshold": 0.5},
                       vector=vec / np.linalg.norm(vec), margin=0.4)  # fmt: skip
-    assert proposed_group(svc, 1, 0.9) == [2]
-    assert proposed_group(svc, 3, 0.9) == []
-    assert proposed_group(svc, 1, None) == []
+    with svc.open_gallery() as g:  # calibrated for the cosine only: pairs scored by it
+        assert proposed_group(svc, 1, g) == ([2], "cosine")
+        assert proposed_group(svc, 3, g) == ([], "cosine")
+        assert proposed_group(svc, 4, g) == ([], "")  # matched to a known animal: no group
+    login(client)
+    page = client.get("/review/1").text
+    assert 'name="group" value="2"' in page and 'value="3"' not in page
 
 
 def test_rename_and_merge_go_through_the_gallery_and_its_audit_log(web):
@@ -547,3 +552,25 @@ def test_alerts_csv_cells_are_not_formulas(web):
     login(client)
     line = client.get("/alerts.csv").text.splitlines()[1]
     assert "'=HYPERLINK" in line and "'-2+3" in line
+
+
+def test_a_new_individual_takes_the_ticked_photos_of_its_proposed_group(web, tiny_data):
+    client, svc, info = web
+    newcomer = sorted((info["unknown"].parent).glob("*.jpg"))[:1] + [info["known"]]
+    for p in newcomer:
+        submit(client, [(p.name, p.read_bytes())])
+    identify(client)
+    for pid in (1, 2):  # as if the machine had called both NEW
+        photo = svc.db.photo(pid)
+        svc.db.finish(pid, result={**photo["result"], "is_new": True}, vector=photo["vector"],
+                      margin=0.1)  # fmt: skip
+    login(client)
+    token = csrf(client, "/review/1")
+    r = client.post("/review/1", data={"csrf_token": token, "action": "new",
+                                       "individual": "Pair-1", "group": ["2"]},
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303, r.text
+    with svc.open_gallery() as g:
+        assert len(g.images("Pair-1")) == 2
+    assert [svc.db.photo(i)["individual"] for i in (1, 2)] == ["Pair-1", "Pair-1"]
+    assert 'id="empty"' in client.get("/review").text  # both reviewed by one decision

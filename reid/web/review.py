@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 from reid.errors import ReIDError
 from reid.web.alerts import place_alerts
 from reid.web.service import Service
 
 ACTIONS = ("confirm", "assign", "new", "reject")
+GROUP_CANDIDATES = 12  # pending NEW photos scored against one photo for its proposed group
 
 
 class ReviewRefused(ReIDError):
@@ -50,17 +49,31 @@ def new_individual_id() -> str:
     return f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def proposed_group(service: Service, photo_id: int, threshold: float | None) -> list[int]:
-    """Other photos awaiting review that the machine also called NEW and whose embedding is
-    at least ``threshold`` (the gallery's calibrated cosine) from this one's: the newcomer's
-    other photos, as discovery would group them. Empty without a threshold."""
+def proposed_group(service: Service, photo_id: int, gallery: Any) -> tuple[list[int], str]:
+    """Other photos awaiting review that the machine also called NEW and that discovery would
+    put in one group with this one: (their ids, what scored them). The pairs are scored as
+    ``reid discover`` scores them (:func:`reid.discovery.pair_scores`: fused P(same) where the
+    gallery is calibrated for it, else the cosine) and cut at the same calibrated threshold;
+    only the ``GROUP_CANDIDATES`` nearest by cosine are scored, so a page stays quick."""
+    from reid.discovery import pair_scores
+    from reid.pipeline import MatchRow
+
     pending = dict(service.db.pending_new_vectors())
     me = pending.pop(photo_id, None)
-    if me is None or threshold is None or not pending:
-        return []
-    ids = list(pending)
-    sims = np.stack([pending[i] for i in ids]) @ me
-    return [i for i, s in zip(ids, sims, strict=True) if s >= threshold]
+    if me is None or not pending:
+        return [], ""
+    ids = sorted(pending, key=lambda i: -float(pending[i] @ me))[:GROUP_CANDIDATES]
+    rows = []
+    for i in [photo_id, *ids]:
+        p = service.db.photo(i)
+        box = (p["result"] or {}).get("box")
+        rows.append(MatchRow(service.upload_path(p["stored_name"]), None,
+                             box=tuple(box) if box else None, vector=p["vector"]))  # fmt: skip
+    try:
+        scores, what, threshold = pair_scores(gallery, rows)
+    except ReIDError:  # no calibrated threshold to cut at: no proposal
+        return [], ""
+    return [i for k, i in enumerate(ids, start=1) if scores[0, k] >= threshold], what
 
 
 def apply_review(

@@ -40,16 +40,14 @@ def add_review_routes(app: FastAPI, svc: Service, templates: Jinja2Templates) ->
         if photo is None:
             raise HTTPException(404, f"There is no photo {photo_id}.")
         sub = svc.db.submission(photo["submission_id"])
-        group = []
+        group, scored_by, known = [], "", []
         if photo["status"] == "review":
             with svc.open_gallery() as g:
-                threshold = g.threshold
                 known = sorted(s.id for s in g.individuals())
-            group = proposed_group(svc, photo_id, threshold)
-        else:
-            known = []
+                if (photo["result"] or {}).get("is_new"):
+                    group, scored_by = proposed_group(svc, photo_id, g)
         return page(templates, request, "item.html", photo=photo, sub=sub, group=group,
-                     known=known, status_text=status_text(photo))  # fmt: skip
+                     scored_by=scored_by, known=known, status_text=status_text(photo))  # fmt: skip
 
     @app.post("/review/{photo_id}")
     async def act(request: Request, photo_id: int):
