@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -149,3 +150,42 @@ def test_demo_like_gallery_exports_read_back(calibrated, tmp_path):
         rows = [r.data for r in a]
     assert len(rows) == 32 and len({r[dwc + "organismID"] for r in rows}) == 4
     assert all(r[dwc + "eventDate"] for r in rows)
+
+
+RMARK_CONVERT_INP = os.environ.get("REID_RMARK_CONVERT_INP", "")
+
+
+@pytest.mark.skipif(
+    not (shutil.which("Rscript") and Path(RMARK_CONVERT_INP).is_file()),
+    reason="needs R (Rscript) and RMark's R/convert.inp.r (github.com/jlaake/RMark) named by "
+    "REID_RMARK_CONVERT_INP; CRAN is unreachable here, so RMark cannot be installed as a package",
+)
+def test_demo_like_gallery_inp_is_read_by_rmark(calibrated, tmp_path):
+    """The same gallery's MARK .inp (grouped by population) read by RMark's own convert.inp: every
+    individual comes back with its history, a count of 1 and its group."""
+    import subprocess
+
+    from reid.ecology.histories import read_histories
+
+    inp, table, groups = tmp_path / "h.inp", tmp_path / "h.csv", tmp_path / "groups.csv"
+    groups.write_text("individual,population\nJGS001,hybrid\nJGS002,native\nJGS003,native\n"
+                      "JGS004,native\n")  # fmt: skip
+    _ok(["histories", calibrated, "--occasion", "day", "--out", table, "--group-by", groups,
+         "--mark", inp])  # fmt: skip
+    ours = read_histories(table)
+    labels = sorted(set(ours.groups))
+    assert len(labels) > 1  # the test is about groups too
+    script = tmp_path / "read.R"
+    script.write_text(
+        f'source("{RMARK_CONVERT_INP}")\n'
+        f"groups <- data.frame(population = c({', '.join(repr(g) for g in labels)}))\n"
+        f'df <- convert.inp("{inp}", group.df = groups, use.comments = TRUE)\n'
+        f'write.csv(data.frame(id = trimws(row.names(df)), df), "{tmp_path / "rmark.csv"}", '
+        "row.names = FALSE)\n"
+    )
+    subprocess.run(["Rscript", str(script)], check=True, capture_output=True, timeout=120)
+    with (tmp_path / "rmark.csv").open() as f:
+        rmark = {r["id"]: (r["ch"], r["freq"], r["population"]) for r in csv.DictReader(f)}
+    expected = {i: (ch, "1", g) for i, ch, g in zip(ours.ids, ours.strings(), ours.groups,
+                                                    strict=True)}  # fmt: skip
+    assert rmark == expected
