@@ -261,6 +261,9 @@ def test_heic_is_accepted_by_content(web):
     assert svc.db.query("SELECT format, stored_name FROM photos")[0]["format"] == "HEIF"
     assert identify(client) == 1
     assert svc.db.query("SELECT status FROM photos")[0]["status"] == "review"
+    login(client)
+    shown = client.get("/photos/1/image")  # browsers cannot show HEIC: a JPEG copy is served
+    assert shown.status_code == 200 and shown.content[:3] == b"\xff\xd8\xff"
 
 
 def test_an_unusable_photo_is_reported_and_its_batch_goes_on(web):

@@ -35,6 +35,21 @@ def match_sheet(service: Service, photo: dict[str, Any]) -> Path:
     return out
 
 
+def browser_copy(source: Path, out: Path) -> Path:
+    """``source`` when a browser can show it, else (HEIC) an upright JPEG copy at ``out``,
+    made once; the photo itself stays as it was sent."""
+    from reid.io.images import load_image
+
+    if source.suffix.lower() not in (".heic", ".heif"):
+        return source
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        load_image(source).save(tmp, "JPEG", quality=90)
+        tmp.replace(out)
+    return out
+
+
 def gradcam_overlay(service: Service, photo: dict[str, Any]) -> Path:
     """What drove the similarity between the photo and its best candidate's best photo."""
     from reid.explain.gradcam import plot_match_explanation
@@ -99,4 +114,4 @@ def sightings_map(
     return out
 
 
-__all__ = ["gradcam_overlay", "match_sheet", "sightings_map"]
+__all__ = ["browser_copy", "gradcam_overlay", "match_sheet", "sightings_map"]

@@ -74,7 +74,9 @@ def add_review_routes(app: FastAPI, svc: Service, templates: Jinja2Templates) ->
         if photo is None:
             raise HTTPException(404, f"There is no photo {photo_id}.")
         if kind == "image":
-            return svc.upload_path(photo["stored_name"])
+            path = svc.upload_path(photo["stored_name"])  # browsers do not show HEIC:
+            out = svc.results_dir / str(photo_id) / "photo.jpg"  # a JPEG copy for them
+            return pictures.browser_copy(path, out) if path.is_file() else path
         if photo["result"] is None:
             raise HTTPException(404, f"Photo {photo_id} has not been identified.")
         with svc.picture_lock:
@@ -101,9 +103,11 @@ def add_review_routes(app: FastAPI, svc: Service, templates: Jinja2Templates) ->
         require_reviewer(request)
         with svc.open_gallery() as g:
             found = [im for im in g.images() if im.image_id == image_id]
-        if not found:
+        if not found or not found[0].path.is_file():
             raise HTTPException(404, f"There is no gallery photo {image_id}.")
-        return FileResponse(found[0].path, headers={"Cache-Control": "private, max-age=300"})
+        shown = pictures.browser_copy(found[0].path, svc.results_dir / "gallery" /
+                                      f"{image_id}.jpg")  # fmt: skip
+        return FileResponse(shown, headers={"Cache-Control": "private, max-age=300"})
 
     @app.get("/individuals", response_class=HTMLResponse)
     def individuals(request: Request):
