@@ -77,7 +77,9 @@ def plot_match_sheet(
     )
     axes = np.atleast_1d(axes)
     axes[0].imshow(shown(query, query_box))
-    axes[0].set_title(f"query\n{label or query.name}", fontsize=9)
+    name = label or query.name  # a gallery or web upload keeps photos under their sha256
+    name = name if len(name) <= 40 else f"{name[:12]}...{name[-12:]}"
+    axes[0].set_title(f"query\n{name}", fontsize=9)
     for ax, cand in zip(axes[1:], cands, strict=False):
         try:
             ax.imshow(shown(cand.image_path, boxes.get(cand.image_id)))
