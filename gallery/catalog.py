@@ -161,6 +161,14 @@ def images(
     return [_stored_image(directory, row) for row in rows]
 
 
+def image(conn: sqlite3.Connection, directory: Path, image_id: int) -> StoredImage | None:
+    """One stored photo by its image id, or None when there is no such photo."""
+    if not 0 < image_id < 2**63:
+        return None
+    row = conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
+    return None if row is None else _stored_image(directory, row)
+
+
 def _stored_image(directory: Path, row: tuple[Any, ...]) -> StoredImage:
     box = tuple(json.loads(row[12])) if row[12] else None
     return StoredImage(

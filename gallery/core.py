@@ -414,6 +414,11 @@ class Gallery(local.LocalFeatureMethods):
         with self._mutex, self._store.read() as conn:
             return catalog.images(conn, self.directory, individual)
 
+    def image(self, image_id: int) -> StoredImage | None:
+        """One stored photo by its image id (as in a :class:`Candidate`), None if absent."""
+        with self._mutex, self._store.read() as conn:
+            return catalog.image(conn, self.directory, image_id)
+
     def audit_log(self) -> list[dict[str, Any]]:
         """Every write ever made, oldest first: id, at (UTC ISO), user, action, details."""
         with self._mutex, self._store.read() as conn:

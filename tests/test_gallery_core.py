@@ -46,6 +46,8 @@ def test_enroll_copies_photos_and_identify_finds_a_near_duplicate(tmp_path):
     assert match.calibrated is False and match.threshold is None
     assert len(match.candidates) == 3
     assert len({c.individual for c in match.candidates}) == 3  # individuals, not photos
+    assert gallery.image(stored[7].image_id) == stored[7]  # one photo by id, as candidates give
+    assert gallery.image(10_000) is None and gallery.image(2**70) is None
 
 
 def test_identify_ranking_equals_brute_force_per_individual_max(tmp_path):

@@ -62,8 +62,7 @@ def gradcam_overlay(service: Service, photo: dict[str, Any]) -> Path:
         raise FileNotFoundError(f"photo {photo['id']} has no candidate to explain")
     best = result["candidates"][0]
     with service.open_gallery() as gallery:
-        stored = {im.image_id: im for im in gallery.images(best["individual"])}
-    image = stored.get(best["image_id"])
+        image = gallery.image(best["image_id"])
     if image is None:
         raise FileNotFoundError(f"gallery photo {best['image_id']} is gone")
     explainer = service.explainer()

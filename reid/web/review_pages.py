@@ -102,10 +102,10 @@ def add_review_routes(app: FastAPI, svc: Service, templates: Jinja2Templates) ->
     def gallery_image(request: Request, image_id: int):
         require_reviewer(request)
         with svc.open_gallery() as g:
-            found = [im for im in g.images() if im.image_id == image_id]
-        if not found or not found[0].path.is_file():
+            found = g.image(image_id)
+        if found is None or not found.path.is_file():
             raise HTTPException(404, f"There is no gallery photo {image_id}.")
-        shown = pictures.browser_copy(found[0].path, svc.results_dir / "gallery" /
+        shown = pictures.browser_copy(found.path, svc.results_dir / "gallery" /
                                       f"{image_id}.jpg")  # fmt: skip
         return FileResponse(shown, headers={"Cache-Control": "private, max-age=300"})
 
