@@ -577,3 +577,25 @@ def test_a_new_individual_takes_the_ticked_photos_of_its_proposed_group(web, tin
         assert len(g.images("Pair-1")) == 2
     assert [svc.db.photo(i)["individual"] for i in (1, 2)] == ["Pair-1", "Pair-1"]
     assert 'id="empty"' in client.get("/review").text  # both reviewed by one decision
+
+
+def test_a_server_failure_is_retried_later_then_reported(web, monkeypatch):
+    client, svc, info = web
+    submit(client, [("a.jpg", info["known"].read_bytes())])
+
+    def broken(*args, **kwargs):  # e.g. the disk is full or the gallery is locked
+        raise OSError("No space left on device: /secret/path")
+
+    monkeypatch.setattr("reid.pipeline.match_photos", broken)
+    for attempt in (1, 2):
+        assert identify(client) == 1
+        row = svc.db.query("SELECT status, attempts, retry_at FROM photos")[0]
+        assert row["status"] == "queued" and row["attempts"] == attempt and row["retry_at"]
+        assert identify(client) == 0  # not before its time
+        with svc.db.transaction() as conn:
+            conn.execute("UPDATE photos SET retry_at = '2000-01-01T00:00:00+00:00'")
+    assert identify(client) == 1
+    receipt = svc.db.query("SELECT submission_id FROM photos")[0]["submission_id"]
+    photo = client.get(f"/receipt/{receipt}", params={"format": "json"}).json()["photos"][0]
+    assert photo["status"] == "unusable" and "failed on the server" in photo["text"]
+    assert "/secret/path" not in photo["text"]

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS photos (
     vector BLOB,                    -- (D,) float32 embedding, for proposed groups
     margin REAL,                    -- |score - threshold|: small = uncertain, reviewed first
     queued_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, -- identifications that failed on the server
+    retry_at TEXT,                  -- not claimed again before this time (UTC ISO)
     identified_at TEXT,
     action TEXT NOT NULL DEFAULT '', -- confirm | assign | new | reject
     individual TEXT NOT NULL DEFAULT '',
@@ -139,6 +141,10 @@ class WebDB:
         self._conn.execute("PRAGMA synchronous = FULL")  # an acknowledged upload is on disk
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.executescript(SCHEMA)
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(photos)")}
+        for column, kind in (("attempts", "INTEGER NOT NULL DEFAULT 0"), ("retry_at", "TEXT")):
+            if column not in have:  # a database made before retries existed
+                self._conn.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
         os.chmod(self.path, 0o600)  # contacts and password hashes: the server's user only
 
     def close(self) -> None:
@@ -225,15 +231,25 @@ class WebDB:
             rows = [
                 dict(r)
                 for r in conn.execute(
-                    "SELECT id, stored_name FROM photos WHERE status = 'queued' "
-                    "ORDER BY id LIMIT ?",
-                    (limit,),
+                    "SELECT id, stored_name, attempts FROM photos WHERE status = 'queued' "
+                    "AND (retry_at IS NULL OR retry_at <= ?) ORDER BY id LIMIT ?",
+                    (utc_now(), limit),
                 )
             ]
             conn.executemany(
                 "UPDATE photos SET status = 'working' WHERE id = ?", [(r["id"],) for r in rows]
             )
         return rows
+
+    def retry_later(self, photo_id: int, delay_s: float) -> None:
+        """Put a photo whose identification failed back in the queue, not before ``delay_s``."""
+        when = datetime.now(timezone.utc) + timedelta(seconds=delay_s)
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE photos SET status = 'queued', attempts = attempts + 1, retry_at = ? "
+                "WHERE id = ?",
+                (when.isoformat(timespec="seconds"), photo_id),
+            )
 
     def finish(
         self, photo_id: int, *, result: dict[str, Any] | None, reason: str = "",

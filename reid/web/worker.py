@@ -16,6 +16,8 @@ from reid.web.db import WebDB
 from reid.web.service import Service
 
 log = logging.getLogger("reid.web")
+MAX_ATTEMPTS = 3  # identifications of one photo that fail on the server before giving up
+RETRY_DELAY_S = 60.0  # before the second attempt; x4 before each later one
 
 
 def row_result(row: Any, scorer: str, decides: str) -> dict[str, Any]:
@@ -106,10 +108,19 @@ class Worker:
                     self._identify(gallery, [item])
                 except Exception:  # the detail goes to the log, never to a public receipt
                     log.exception("photo %s could not be identified", item["id"])
-                    self.db.finish(item["id"], result=None, reason="identification failed on "
-                                   "the server; the survey team can look at it")  # fmt: skip
+                    self._failed(item)
         self.identified += len(claimed)
         return len(claimed)
+
+    def _failed(self, item: dict[str, Any]) -> None:
+        """Try a photo again later (the disk may have been full, the gallery locked), waiting
+        longer each time; after ``MAX_ATTEMPTS`` it is marked unusable."""
+        attempts = int(item.get("attempts") or 0) + 1
+        if attempts < MAX_ATTEMPTS:
+            self.db.retry_later(item["id"], RETRY_DELAY_S * 4 ** (attempts - 1))
+            return
+        self.db.finish(item["id"], result=None, reason="identification failed on the server; "
+                       "the survey team can look at it")  # fmt: skip
 
     def _identify(self, gallery: Any, items: list[dict[str, Any]]) -> None:
         from reid.pipeline import MatchOptions, match_photos, resolve_scorer
