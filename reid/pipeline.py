@@ -296,6 +296,12 @@ def _screen_rows(rows: Sequence[MatchRow], screener: Embedder, progress: bool) -
         row.screen = answer if isinstance(answer, dict) else None
 
 
+def new_individual_id() -> str:
+    """A fresh individual id: the time plus a random suffix, so two field laptops (or the web
+    app and a laptop) making newcomers at the same moment never give two animals one id."""
+    return f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
 def _enroll_new(
     gallery: Gallery,
     probe: Probe,
@@ -305,10 +311,9 @@ def _enroll_new(
 ) -> tuple[str, str]:
     """Enroll one NEW photo under a fresh id; returns (id, "") or ("", why it was not enrolled).
 
-    The id carries the time and a random suffix, so two field laptops enrolling newcomers at the
-    same moment never give two animals one id. A local re-ranker's query features are stored
+    The id comes from :func:`new_individual_id`. A local re-ranker's query features are stored
     with it, so that the newcomer can be re-ranked too."""
-    new_id = f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    new_id = new_individual_id()
     features = reranker.query_features(probe) if hasattr(reranker, "query_features") else None
     local_fp = getattr(getattr(reranker, "scorer", None), "fingerprint", None)
     report = gallery.enroll(
@@ -337,6 +342,7 @@ __all__ = [
     "expand_photos",
     "identify_probes",
     "match_photos",
+    "new_individual_id",
     "open_gallery",
     "resolve_scorer",
     "write_match_sheets",

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from reid.gallery.store import utc_now
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     id TEXT PRIMARY KEY,            -- the receipt token: random, unguessable
@@ -98,16 +100,6 @@ CREATE TABLE IF NOT EXISTS review_log (
 );
 """
 
-PHOTO_COLUMNS = (
-    "id submission_id original_name stored_name sha256 format width height date latitude "
-    "longitude site status reason result margin queued_at identified_at action individual "
-    "review_reason reviewed_by reviewed_at"
-).split()
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
 
 @dataclass(frozen=True)
 class NewPhoto:
@@ -141,10 +133,6 @@ class WebDB:
         self._conn.execute("PRAGMA synchronous = FULL")  # an acknowledged upload is on disk
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.executescript(SCHEMA)
-        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(photos)")}
-        for column, kind in (("attempts", "INTEGER NOT NULL DEFAULT 0"), ("retry_at", "TEXT")):
-            if column not in have:  # a database made before retries existed
-                self._conn.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
         os.chmod(self.path, 0o600)  # contacts and password hashes: the server's user only
 
     def close(self) -> None:
@@ -198,24 +186,15 @@ class WebDB:
             return None
         out = rows[0]
         out["refused"] = json.loads(out["refused"])
-        out["photos"] = self.query(
-            "SELECT * FROM photos WHERE submission_id = ? ORDER BY id", (receipt,)
-        )
-        for p in out["photos"]:
-            p["result"] = json.loads(p["result"]) if p["result"] else None
+        out["photos"] = [_decoded(p) for p in self.query(
+            "SELECT * FROM photos WHERE submission_id = ? ORDER BY id", (receipt,))]  # fmt: skip
         return out
 
     def photo(self, photo_id: int) -> dict[str, Any] | None:
         if not 0 < photo_id < 2**63:  # SQLite's integer range; no such photo either way
             return None
         rows = self.query("SELECT * FROM photos WHERE id = ?", (photo_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        row["result"] = json.loads(row["result"]) if row["result"] else None
-        vec = row.pop("vector")
-        row["vector"] = None if vec is None else np.frombuffer(vec, dtype=np.float32)
-        return row
+        return _decoded(rows[0]) if rows else None
 
     # ------------------------------------------------------------------- queue
     def requeue_interrupted(self) -> int:
@@ -277,10 +256,7 @@ class WebDB:
             "ORDER BY COALESCE(margin, 0) ASC, id ASC LIMIT ?",
             (limit,),
         )
-        for r in rows:
-            r["result"] = json.loads(r["result"]) if r["result"] else None
-            r.pop("vector", None)
-        return rows
+        return [_decoded(r) for r in rows]
 
     def pending_new_vectors(self) -> list[tuple[int, np.ndarray]]:
         """(photo id, vector) of photos awaiting review that the machine called NEW."""
@@ -342,4 +318,12 @@ class WebDB:
         return rows[0] if rows else None
 
 
-__all__ = ["NewPhoto", "WebDB", "utc_now"]
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A photos row with its JSON result and (D,) float32 vector decoded (None where absent)."""
+    row["result"] = json.loads(row["result"]) if row["result"] else None
+    vec = row.get("vector")
+    row["vector"] = None if vec is None else np.frombuffer(vec, dtype=np.float32)
+    return row
+
+
+__all__ = ["NewPhoto", "WebDB"]

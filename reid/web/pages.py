@@ -4,7 +4,6 @@ reviewer routes, and the error pages (a sentence, never a stack trace or a serve
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +16,8 @@ from starlette.exceptions import HTTPException
 from reid.web import auth
 from reid.web.service import Service
 
-HERE = Path(__file__).parent
 log = logging.getLogger("reid.web")
+EXPIRED = "The form has expired or was not sent from this site: reload the page and send it again."
 
 
 class NeedLogin(Exception):
@@ -28,7 +27,7 @@ class NeedLogin(Exception):
 def page(templates: Jinja2Templates, request: Request, template: str, status: int = 200,
           **context: Any) -> HTMLResponse:  # fmt: skip
     svc: Service = request.app.state.service
-    sess = auth.session_of(svc.db, request.cookies.get(auth.SESSION_COOKIE))
+    sess = _session(request)
     cookie, token = auth.anonymous_token(svc.secret, request.cookies.get(auth.CSRF_COOKIE))
     context.update(user=sess, csrf=sess["csrf"] if sess else token)
     response = templates.TemplateResponse(request, template, context, status_code=status)
@@ -47,19 +46,25 @@ def check_public_csrf(request: Request, form: Any) -> None:
     the session's when a reviewer is logged in (pages then show that one)."""
     svc: Service = request.app.state.service
     cookie = request.cookies.get(auth.CSRF_COOKIE)
-    sess = auth.session_of(svc.db, request.cookies.get(auth.SESSION_COOKIE))
+    sess = _session(request)
     sent = form.get("csrf_token")
     if not (
         (cookie and auth.tokens_equal(sent, auth.anonymous_token(svc.secret, cookie)[1]))
         or (sess and auth.tokens_equal(sent, sess["csrf"]))
     ):
-        raise HTTPException(403, "The form has expired or was not sent from this site: reload "
-                                 "the page and send it again.")  # fmt: skip
+        raise HTTPException(403, EXPIRED)
+
+
+def _session(request: Request) -> dict[str, Any] | None:
+    """The visitor's live session (looked up once per request), or None."""
+    if not hasattr(request.state, "session"):
+        svc: Service = request.app.state.service
+        request.state.session = auth.session_of(svc.db, request.cookies.get(auth.SESSION_COOKIE))
+    return request.state.session
 
 
 def require_reviewer(request: Request) -> dict[str, Any]:
-    svc: Service = request.app.state.service
-    sess = auth.session_of(svc.db, request.cookies.get(auth.SESSION_COOKIE))
+    sess = _session(request)
     if sess is None:
         raise NeedLogin()
     if sess["role"] not in auth.ROLES:
@@ -71,8 +76,7 @@ async def reviewer_form(request: Request) -> tuple[dict[str, Any], Any]:
     sess = require_reviewer(request)
     form = await request.form(max_files=0, max_fields=100)
     if not auth.tokens_equal(form.get("csrf_token"), sess["csrf"]):
-        raise HTTPException(403, "The form has expired or was not sent from this site: reload "
-                                 "the page and send it again.")  # fmt: skip
+        raise HTTPException(403, EXPIRED)
     return sess, form
 
 
@@ -90,12 +94,12 @@ def add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         return error_page(templates, request, 404, "There is no such page.")
 
     @app.exception_handler(HTTPException)
-    async def httperror_page(request: Request, exc: HTTPException):
+    async def http_error(request: Request, exc: HTTPException):
         text = exc.detail if isinstance(exc.detail, str) else "The request was refused."
         return error_page(templates, request, exc.status_code, text)
 
     @app.exception_handler(Exception)
-    async def servererror_page(request: Request, exc: Exception):
+    async def server_error(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_page(
             templates,

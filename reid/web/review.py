@@ -10,9 +10,7 @@ reviewed already, the individual does not exist, the new name is taken).
 from __future__ import annotations
 
 import getpass
-import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from reid.errors import ReIDError
@@ -42,11 +40,6 @@ def location_of(photo: dict[str, Any]) -> str:
     if photo["latitude"] is not None and photo["longitude"] is not None:
         return f"{photo['latitude']:.6f}, {photo['longitude']:.6f}"
     return ""
-
-
-def new_individual_id() -> str:
-    """Time plus a random suffix (as ``reid match --enroll-new``), unique across laptops."""
-    return f"ind-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def proposed_group(service: Service, photo_id: int, gallery: Any) -> tuple[list[int], str]:
@@ -157,6 +150,8 @@ def _target(action: str, photo: dict[str, Any], individual: str, known: set[str]
                 "or record a new one."
             )
         return individual
+    from reid.pipeline import new_individual_id
+
     name = individual or new_individual_id()
     try:
         validate_individual_id(name)

@@ -54,17 +54,13 @@ class Service:
     """The loaded pieces, built once at start-up (a missing model or gallery fails here, with
     one sentence, before the server listens)."""
 
-    def __init__(self, settings: ServeSettings, *, load_model: bool = True) -> None:
-        from reid.gallery import Gallery
-
+    def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         if not (settings.gallery_dir / "gallery.sqlite").is_file():
             raise ReIDError(
                 f"{settings.gallery_dir} is not a gallery: enroll photos into it with "
                 "`reid enroll` first."
             )
-        with Gallery.open(settings.gallery_dir):
-            pass  # opens (and upgrades) under its lock: a broken gallery fails now
         self.sites: Sites = read_site_table(settings.sites)
         self.db = WebDB(settings.data_dir / "web.sqlite")
         self.uploads_dir = settings.data_dir / "uploads"
@@ -75,35 +71,26 @@ class Service:
         self.secret = _secret(settings.data_dir / "secret.key")
         self.review_lock = threading.Lock()  # one review action at a time: no double enroll
         self.picture_lock = threading.Lock()  # Grad-CAM hooks and pyplot are not thread-safe
-        self.embedder: Embedder | None = None
-        self.detector = None
-        self.screener: Embedder | None = None
         self._explainer = None
-        if load_model:
-            self._load_models()
-
-    def _load_models(self) -> None:
         from reid.features.embedder import Embedder
 
-        s = self.settings
-        self.embedder = Embedder.from_run(s.model, s.device)
+        self.embedder: Embedder = Embedder.from_run(settings.model, settings.device)
         with self.open_gallery():
-            pass  # refuses a gallery enrolled with another model, before serving
-        if s.detector is not None:
+            pass  # a broken gallery, or one enrolled with another model, fails before serving
+        self.detector = None
+        if settings.detector is not None:
             from reid.detect.detector import load_detector
 
-            self.detector = load_detector(s.detector, device=s.device)
-        if s.screen is not None:
-            self.screener = Embedder.from_run(s.screen, s.device)
+            self.detector = load_detector(settings.detector, device=settings.device)
+        self.screener: Embedder | None = None
+        if settings.screen is not None:
+            self.screener = Embedder.from_run(settings.screen, settings.device)
 
     def open_gallery(self) -> Gallery:
-        """A fresh handle on the gallery (one per thread: handles are not shared)."""
+        """A fresh handle on the gallery (one per thread: handles are not shared), checked
+        against the model."""
         from reid.pipeline import open_gallery
 
-        if self.embedder is None:
-            from reid.gallery import Gallery
-
-            return Gallery.open(self.settings.gallery_dir)
         return open_gallery(self.settings.gallery_dir, self.embedder, create=False)
 
     def upload_path(self, stored_name: str) -> Path:

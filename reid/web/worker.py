@@ -58,7 +58,6 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.identified = 0  # photos finished (review or unusable) since start
 
     @property
     def db(self) -> WebDB:
@@ -109,7 +108,6 @@ class Worker:
                 except Exception:  # the detail goes to the log, never to a public receipt
                     log.exception("photo %s could not be identified", item["id"])
                     self._failed(item)
-        self.identified += len(claimed)
         return len(claimed)
 
     def _failed(self, item: dict[str, Any]) -> None:
