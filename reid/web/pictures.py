@@ -8,6 +8,7 @@ Drawn on demand rather than by the worker: identification throughput stays that 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,9 @@ def gradcam_overlay(service: Service, photo: dict[str, Any]) -> Path:
                                   gallery_box=image.box)  # fmt: skip
 
 
-def sightings_map(
-    individual: str, sightings: list[tuple[str, str]], sites: Sites, out: Path
-) -> Path | None:
-    """Scatter of an individual's sighting places ``(date, location)``, joined in date order
-    and labelled with their dates; None when no sighting has a place."""
+def sightings_map(individual: str, sightings: list[tuple[str, str]], sites: Sites) -> bytes | None:
+    """PNG bytes: a scatter of an individual's sighting places ``(date, location)``, joined in
+    date order and labelled with their dates; None when no sighting has a place."""
     from matplotlib.ticker import MaxNLocator
 
     from reid.evaluation.plots import plt
@@ -107,10 +106,10 @@ def sightings_map(
     ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.yaxis.set_major_locator(MaxNLocator(5))
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return out
+    return buf.getvalue()
 
 
 __all__ = ["browser_copy", "gradcam_overlay", "match_sheet", "sightings_map"]

@@ -125,7 +125,7 @@ def add_public_routes(app: FastAPI, svc: Service, worker: Worker,
         return RedirectResponse(f"/receipt/{receipt}", status_code=303)
 
     @app.get("/receipt/{receipt}")
-    def receiptpage(request: Request, receipt: str, format: str = "html"):
+    def receipt_page(request: Request, receipt: str, format: str = "html"):
         sub = svc.db.submission(receipt) if re.fullmatch(r"[\w-]{8,64}", receipt) else None
         if sub is None:
             raise HTTPException(404, "There is no submission with this receipt.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -139,18 +138,15 @@ def add_review_routes(app: FastAPI, svc: Service, templates: Jinja2Templates) ->
     def individual_map(request: Request, name: str):
         require_reviewer(request)
         images = _images_of(svc, name)
-        out = svc.results_dir / "maps" / f"{secrets.token_hex(8)}.png"
         with svc.picture_lock:
-            path = pictures.sightings_map(name, [(im.date, im.location) for im in images],
-                                          svc.sites, out)  # fmt: skip
-        if path is None:
+            png = pictures.sightings_map(name, [(im.date, im.location) for im in images],
+                                         svc.sites)  # fmt: skip
+        if png is None:
             raise HTTPException(404, f"No sighting of {name} has a place.")
-        data = path.read_bytes()
-        path.unlink()
-        return Response(data, media_type="image/png")
+        return Response(png, media_type="image/png")
 
     @app.get("/alerts", response_class=HTMLResponse)
-    def alertspage(request: Request):
+    def alerts_page(request: Request):
         require_reviewer(request)
         return page(templates, request, "alerts.html", alerts=svc.db.alerts())
 
