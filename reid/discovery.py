@@ -114,8 +114,11 @@ def pair_scores(
     # every pair of a batch up to ALL_PAIRS_UP_TO photos: a shortlist by a cosine that is blind
     # to what matters (a turned head) never scores many same-animal pairs, and each one it
     # misses splits an animal in two (measured: N over-estimated by a third at 300 of 750)
-    size = n - 1 if n <= ALL_PAIRS_UP_TO else max(fused.shortlist, LARGE_BATCH_SHORTLIST)
-    pairs = as_pairs(idx, nearest_columns(v, idx, idx, size))
+    if n <= ALL_PAIRS_UP_TO:
+        pairs = np.column_stack(np.triu_indices(n, 1)).astype(np.int64)
+    else:
+        size = max(fused.shortlist, LARGE_BATCH_SHORTLIST)
+        pairs = as_pairs(idx, nearest_columns(v, idx, idx, size))
     local = np.zeros((n, n), np.float64)
     if len(pairs):
         got = score_pairs(scorer, features, pairs, progress=progress)
@@ -283,14 +286,16 @@ def survey_estimate(
     occasions their dates fall in, and estimate N naively and with the identification error
     carried in (:mod:`reid.ecology.uncertain`). Dates come from ``dates`` (photo path ->
     ISO date) or the photo's EXIF."""
-    from reid.ecology.closed import CLOSED_MODELS
+    from reid.ecology.closed import CLOSED_MODELS, SURVEY_MODELS
     from reid.ecology.sightings import Sighting, assign_occasions, exif_date
     from reid.ecology.uncertain import error_aware_estimate, histories_of, threshold_curve
     from reid.matching.fused import read_fused
 
-    if model not in ("m0", "mt", "mb", "mh2", "chao"):
-        raise ReIDError(f"--model {model!r}: survey estimates use m0, mt, mb, mh2 or chao")
-    options = replace(options or MatchOptions(), enroll_new=False)
+    if model not in SURVEY_MODELS:
+        raise ReIDError(f"--estimator {model!r}: survey estimates use {', '.join(SURVEY_MODELS)}")
+    # the photos are only embedded and checked here (their pairs are scored below): a local
+    # re-ranking of each against the gallery would be computed and thrown away
+    options = replace(options or MatchOptions(), enroll_new=False, scorer="global", reranker=None)
     rows = match_photos(gallery, photos, embedder, options)
     usable = [r for r in rows if r.match is not None]
     left = [(r.path, r.error) for r in rows if r.match is None]
@@ -316,12 +321,17 @@ def survey_estimate(
     p, kind, threshold = pair_scores(gallery, usable, options.progress)
     estimator = CLOSED_MODELS[model]
     grouping = cluster(p, threshold)
-    naive = estimator(histories_of(grouping, occasion_of, len(labels)))
     aware, curve = None, []
-    if kind.startswith("fused"):
-        aware = error_aware_estimate(
-            p, occasion_of, len(labels), threshold, estimator, draws=draws, seed=seed
-        )
+    try:
+        if kind.startswith("fused"):
+            aware = error_aware_estimate(p, occasion_of, len(labels), threshold, estimator,
+                                         draws=draws, seed=seed, grouping=grouping)  # fmt: skip
+            naive = aware.naive
+        else:
+            naive = estimator(histories_of(grouping, occasion_of, len(labels)))
+    except ValueError as exc:  # e.g. no animal caught twice: nothing to estimate from
+        raise ReIDError(f"No {model} estimate from these photos: {exc}") from None
+    if aware is not None:
         fused = read_fused(gallery)
         by_fmr = (fused.extra.get("fused_threshold_by_fmr") or {}) if fused else {}
         curve = threshold_curve(

@@ -296,3 +296,6 @@ CLOSED_MODELS = {
     "mh2": mh2,
     "chao": chao,
 }
+SURVEY_MODELS = ("m0", "mt", "mb", "mh2", "chao")
+"""The closed models that estimate from capture histories alone (``reid survey --estimator``);
+Chapman and Schnabel need marks counted per occasion."""

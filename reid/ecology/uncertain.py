@@ -62,7 +62,6 @@ def draw_partition(p: np.ndarray, labels: np.ndarray, rng: np.random.Generator) 
     log_not = np.log1p(-np.clip(p, 0.0, 1 - 1e-12))
     np.fill_diagonal(log_not, 0.0)
     belongs = -np.expm1((log_not @ onehot)[np.arange(n), labels])
-    out = labels.copy()
     parent = np.arange(k)
 
     def root(a: int) -> int:
@@ -108,10 +107,12 @@ def error_aware_estimate(
     *,
     draws: int = 50,
     seed: int = 0,
+    grouping: np.ndarray | None = None,
 ) -> ErrorAware:
     """Naive and error-aware N from photos' (N, N) P(same) and their (N,) occasion indices;
-    the naive grouping is :func:`reid.matching.discover.cluster` at ``threshold``."""
-    best = cluster(p, threshold)
+    the naive grouping is :func:`reid.matching.discover.cluster` at ``threshold`` (pass it as
+    ``grouping`` when it is already computed)."""
+    best = cluster(p, threshold) if grouping is None else grouping
     naive = estimator(histories_of(best, occasion_of, num_occasions))
     rng = np.random.default_rng(seed)
     estimates, within, caught, failed = [], [], [], 0
@@ -152,7 +153,7 @@ def pooled_n(
     is the single draw's interval, and identification doubt only widens it."""
     n = np.asarray(estimates, float)
     m = len(n)
-    w, b = float(np.mean(variances)), float(np.var(n, ddof=1))
+    w, b = _rubin(estimates, variances)
     total = w + (1 + 1 / m) * b
     df = (m - 1) * (1 + w / ((1 + 1 / m) * b)) ** 2 if b > 0 else 1e6
     t = float(stats.t.ppf(0.975, df))
@@ -163,12 +164,16 @@ def pooled_n(
     return lognormal_n(big_m, f0, total, quantile=t)
 
 
+def _rubin(estimates: Sequence[float], variances: Sequence[float]) -> tuple[float, float]:
+    """(W, B): the mean within-draw variance and the variance of the estimates between draws."""
+    return float(np.mean(variances)), float(np.var(np.asarray(estimates, float), ddof=1))
+
+
 def _between_share(estimates: Sequence[float], variances: Sequence[float]) -> float:
     """The share of the pooled variance that the identifications' disagreement adds."""
-    m = len(estimates)
-    b = (1 + 1 / m) * float(np.var(estimates, ddof=1))
-    total = float(np.mean(variances)) + b
-    return b / total if total > 0 else 0.0
+    w, b = _rubin(estimates, variances)
+    b *= 1 + 1 / len(estimates)
+    return b / (w + b) if w + b > 0 else 0.0
 
 
 def threshold_curve(
